@@ -1,0 +1,45 @@
+"""gafu (画風): neural style transfer — Gatys optimization over VGG19, fast arbitrary stylization, diagnostics.
+
+The public API is listed in ``__all__``. Importing gafu does no work: torch, models and weights are
+loaded on first use of the functions below.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it (imported on first access)
+_API = {
+    "stylize": "gafu.api",
+    "StyleConfig": "gafu.config",
+    "PRESETS": "gafu.config",
+    "get_preset": "gafu.config",
+    "Iterate": "gafu.optimize",
+    "StyleTransfer": "gafu.optimize",
+    "VGG19Features": "gafu.vgg",
+    "load_vgg19": "gafu.vgg",
+    "gram_matrix": "gafu.losses",
+    "total_variation": "gafu.losses",
+    "KerasAdam": "gafu.optim",
+    "load_image": "gafu.image",
+    "save_image": "gafu.image",
+    "GafuError": "gafu.errors",
+}
+
+__all__ = sorted(_API) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _API.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gafu' has no attribute '{name}'")
+    value = getattr(importlib.import_module(module), name if name != "load_image" else "load")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

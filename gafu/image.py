@@ -1,0 +1,271 @@
+"""Image I/O and the one tensor convention used at every boundary of gafu.
+
+Tensors are float32, NCHW, RGB, values in [0, 1]. PIL images are RGB.
+
+Loading handles what real files contain: EXIF orientation, palette/grey/alpha/CMYK/16-bit modes
+(alpha is composited on white), embedded ICC profiles (converted to sRGB). Saving is atomic (a
+temporary file in the target folder, then a rename) and refuses to overwrite an input file.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable, Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import GafuError
+
+ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray, "torch.Tensor"]  # noqa: F821
+
+#: Output formats chosen by file extension, with the save options used for each.
+SAVE_FORMATS = {
+    ".png": ("PNG", {}),
+    ".jpg": ("JPEG", {"quality": 95}),
+    ".jpeg": ("JPEG", {"quality": 95}),
+    ".tif": ("TIFF", {"compression": "tiff_deflate"}),
+    ".tiff": ("TIFF", {"compression": "tiff_deflate"}),
+    ".webp": ("WEBP", {"quality": 95}),
+}
+
+#: Extensions recognised when collecting images from a folder.
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp", ".gif")
+
+
+def open_image(path: Union[str, os.PathLike]) -> Image.Image:
+    """Open an image file as an RGB PIL image (orientation, mode and colour profile normalised)."""
+    p = Path(path)
+    if not p.exists():
+        raise GafuError(f"no such file: {p}")
+    if p.is_dir():
+        raise GafuError(f"expected an image file, got a folder: {p}")
+    try:
+        with Image.open(p) as im:
+            im.load()
+            return to_rgb(im)
+    except UnidentifiedImageError:
+        raise GafuError(f"not an image file Pillow can read: {p}") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise GafuError(f"cannot read image {p}: {exc}") from None
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """Convert any PIL image to 8-bit sRGB RGB.
+
+    - EXIF orientation is applied.
+    - 16-bit and 32-bit grey (I;16, I, F) are scaled to 8 bits by their nominal range.
+    - Alpha (RGBA, LA, PA, P with transparency) is composited on white.
+    - An embedded ICC profile is converted to sRGB when Pillow's CMS support is available.
+    """
+    im = ImageOps.exif_transpose(im)
+    icc = im.info.get("icc_profile")
+    mode = im.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(im, dtype=np.float64)
+        if mode == "F":
+            hi = 1.0 if arr.max(initial=0.0) <= 1.0 else 255.0
+        elif mode.startswith("I;16") or arr.max(initial=0) > 255:
+            hi = 65535.0
+        else:
+            hi = 255.0
+        arr = np.clip(np.rint(arr / hi * 255.0), 0, 255).astype(np.uint8)
+        im = Image.fromarray(arr, "L")
+        mode = "L"
+    if mode == "P":
+        im = im.convert("RGBA") if "transparency" in im.info else im.convert("RGB")
+    elif mode == "PA":
+        im = im.convert("RGBA")
+    elif mode in ("1",):
+        im = im.convert("L")
+    if im.mode in ("RGBA", "LA", "La", "RGBa"):
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(background, rgba).convert("RGB")
+    if icc and im.mode in ("RGB", "CMYK", "L"):
+        im = _icc_to_srgb(im, icc)
+    if im.mode != "RGB":
+        im = im.convert("RGB")
+    return im
+
+
+def _icc_to_srgb(im: Image.Image, icc: bytes) -> Image.Image:
+    try:
+        from PIL import ImageCms
+    except ImportError:  # Pillow built without littlecms: keep the pixels as they are
+        return im
+    try:
+        src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        dst = ImageCms.createProfile("sRGB")
+        return ImageCms.profileToProfile(im, src, dst, outputMode="RGB")
+    except (ImageCms.PyCMSError, OSError, ValueError):
+        return im  # a broken profile is ignored, as browsers do
+
+
+def load(image: ImageLike) -> Image.Image:
+    """Accept a path, PIL image, HxWx3 uint8/float array or 1x3xHxW / 3xHxW tensor; return RGB PIL."""
+    if isinstance(image, (str, os.PathLike)):
+        return open_image(image)
+    if isinstance(image, Image.Image):
+        return to_rgb(image)
+    if isinstance(image, np.ndarray):
+        arr = image
+        if arr.ndim == 2:
+            arr = np.stack([arr] * 3, axis=-1)
+        if arr.ndim != 3 or arr.shape[-1] not in (3, 4):
+            raise GafuError(f"expected an HxWx3 array, got shape {arr.shape}")
+        if arr.dtype != np.uint8:
+            arr = np.clip(np.rint(arr.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
+        return to_rgb(Image.fromarray(arr))
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a hard dependency
+        torch = None
+    if torch is not None and isinstance(image, torch.Tensor):
+        return to_pil(image)
+    raise GafuError(f"cannot use {type(image).__name__} as an image")
+
+
+def to_tensor(im: Image.Image) -> "torch.Tensor":  # noqa: F821
+    """RGB PIL image -> float32 tensor 1x3xHxW in [0, 1] (exactly uint8/255, as TF's convert_image_dtype)."""
+    import torch
+
+    arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
+    t = torch.from_numpy(arr.copy()).permute(2, 0, 1).unsqueeze(0)
+    return t.to(torch.float32) / 255.0
+
+
+def to_pil(t: "torch.Tensor") -> Image.Image:  # noqa: F821
+    """float tensor (1x3xHxW or 3xHxW, [0, 1]) -> RGB PIL image (rounded, clipped)."""
+    t = t.detach()
+    if t.ndim == 4:
+        if t.shape[0] != 1:
+            raise GafuError(f"expected a single image, got a batch of {t.shape[0]}")
+        t = t[0]
+    if t.ndim != 3 or t.shape[0] != 3:
+        raise GafuError(f"expected a 3xHxW image tensor, got shape {tuple(t.shape)}")
+    arr = (t.float().clamp(0, 1) * 255.0).round().to("cpu").permute(1, 2, 0).numpy().astype(np.uint8)
+    return Image.fromarray(arr, "RGB")
+
+
+def seed_shape(height: int, width: int, max_dim: int) -> tuple[int, int]:
+    """The seed's new shape: scale = max_dim / long side in float32, shape*scale truncated to int.
+
+    Note that this also *enlarges* images smaller than max_dim, as the tutorial does.
+    """
+    shape = np.array([height, width], dtype=np.float32)
+    scale = np.float32(max_dim) / shape.max()
+    new = (shape * scale).astype(np.int32)
+    return int(max(new[0], 1)), int(max(new[1], 1))
+
+
+def fit_shape(height: int, width: int, max_dim: int) -> tuple[int, int]:
+    """gafu's shape: the long side becomes max_dim (rounded), aspect ratio kept."""
+    scale = max_dim / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def resize(t: "torch.Tensor", size: tuple[int, int], *, antialias: bool) -> "torch.Tensor":  # noqa: F821
+    """Bilinear resize of an NCHW tensor with half-pixel centres.
+
+    antialias=False equals TensorFlow 2's ``tf.image.resize(..., 'bilinear')`` (the seed);
+    antialias=True filters when shrinking (better for photos larger than the target).
+    """
+    import torch.nn.functional as F
+
+    if tuple(t.shape[-2:]) == tuple(size):
+        return t
+    out = F.interpolate(t, size=size, mode="bilinear", align_corners=False, antialias=antialias)
+    return out
+
+
+def load_tensor(image: ImageLike, max_dim: int | None, *, mode: str = "seed") -> "torch.Tensor":  # noqa: F821
+    """Load an image as a 1x3xHxW float tensor with its long side scaled to max_dim.
+
+    mode='seed' reproduces the tutorial's ``load_img`` (float32 truncation, bilinear, no antialias,
+    enlarging small images); mode='antialias' rounds the shape and antialiases when shrinking.
+    max_dim=None keeps the image's own size.
+    """
+    t = to_tensor(load(image))
+    if max_dim is None:
+        return t
+    if max_dim < 1:
+        raise GafuError(f"size must be a positive number of pixels, got {max_dim}")
+    h, w = t.shape[-2:]
+    if mode == "seed":
+        return resize(t, seed_shape(h, w, max_dim), antialias=False)
+    if mode == "antialias":
+        return resize(t, fit_shape(h, w, max_dim), antialias=True)
+    raise GafuError(f"unknown resize mode '{mode}'; choose from: seed, antialias")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_output_path(
+    path: Union[str, os.PathLike],
+    *,
+    inputs: Iterable[Union[str, os.PathLike]] = (),
+    overwrite: bool = False,
+) -> Path:
+    """Validate an output path before any work is done: known extension, not an input, not existing."""
+    p = Path(path)
+    ext = p.suffix.lower()
+    if ext not in SAVE_FORMATS:
+        raise GafuError(
+            f"cannot tell the output format from '{p.name}'; use one of: {', '.join(SAVE_FORMATS)}"
+        )
+    for src in inputs:
+        src_p = Path(src)
+        if _same_file(p, src_p) or p.resolve() == src_p.resolve():
+            raise GafuError(f"refusing to overwrite input file {src_p}")
+    if p.exists() and not overwrite:
+        raise GafuError(f"{p} already exists; pass --overwrite to replace it")
+    if p.exists() and p.is_dir():
+        raise GafuError(f"output path is a folder: {p}")
+    return p
+
+
+def save_image(
+    image: Union[Image.Image, "torch.Tensor"],  # noqa: F821
+    path: Union[str, os.PathLike],
+    *,
+    inputs: Iterable[Union[str, os.PathLike]] = (),
+    overwrite: bool = True,
+) -> Path:
+    """Save atomically in the format given by the extension (JPEG/WebP quality 95).
+
+    Refuses to replace any file in ``inputs``; with overwrite=False also refuses an existing file.
+    Parent folders are created.
+    """
+    p = check_output_path(path, inputs=inputs, overwrite=overwrite)
+    im = image if isinstance(image, Image.Image) else to_pil(image)
+    fmt, opts = SAVE_FORMATS[p.suffix.lower()]
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            im.save(fh, format=fmt, **opts)
+        os.replace(tmp, p)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return p
+
+
+def collect_images(folder: Union[str, os.PathLike]) -> list[Path]:
+    """All image files under a folder (recursive, sorted), by extension."""
+    root = Path(folder)
+    return sorted(
+        p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+    )
