@@ -1,0 +1,121 @@
+"""Settings of optimization-based style transfer, in one place.
+
+:class:`StyleConfig` is a frozen dataclass whose defaults are the seed preset: the TensorFlow
+neural-style-transfer tutorial as run in the seed document. A preset is just another instance;
+the CLI reads its defaults from here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Tuple
+
+from .errors import GafuError, unknown_name
+
+SEED_CONTENT_LAYERS: Tuple[str, ...] = ("block5_conv2",)
+SEED_STYLE_LAYERS: Tuple[str, ...] = (
+    "block1_conv1",
+    "block2_conv1",
+    "block3_conv1",
+    "block4_conv1",
+    "block5_conv1",
+)
+
+
+@dataclass(frozen=True)
+class StyleConfig:
+    """Everything that determines an optimization run. Defaults = the seed (TF tutorial)."""
+
+    # Images -------------------------------------------------------------------------------------
+    size: int = 512  # longest side of the content (and style) image, pixels
+    resize: str = "seed"  # 'seed': float32-truncated shape, bilinear, no antialias; 'antialias'
+
+    # Network ------------------------------------------------------------------------------------
+    content_layers: Tuple[str, ...] = SEED_CONTENT_LAYERS
+    style_layers: Tuple[str, ...] = SEED_STYLE_LAYERS
+    pooling: str = "max"  # VGG19's own pooling; Gatys et al. suggest 'avg'
+
+    # Loss weights -------------------------------------------------------------------------------
+    style_weight: float = 1e-2
+    content_weight: float = 1e4
+    tv_weight: float = 0.0  # the tutorial's total-variation run uses 30
+
+    # Optimizer: Adam with Keras/TF epsilon semantics (gafu.optim.KerasAdam) ---------------------
+    lr: float = 0.02
+    beta1: float = 0.99
+    beta2: float = 0.999
+    eps: float = 0.1
+
+    # Schedule -----------------------------------------------------------------------------------
+    steps: int = 1000  # the tutorial: 10 epochs x 100 steps
+    steps_per_epoch: int = 100  # only groups steps for reporting (one image per epoch in the seed)
+
+    # Start ------------------------------------------------------------------------------------
+    init: str = "content"  # 'content' (seed) or 'noise'
+    seed: Optional[int] = 0  # random seed (matters for 'noise' init and nondeterministic kernels)
+
+    # Free-form label shown in summaries.
+    name: str = field(default="custom", compare=False)
+
+    def __post_init__(self) -> None:
+        _check_int("size", self.size, 1)
+        _check_int("steps", self.steps, 0)
+        _check_int("steps_per_epoch", self.steps_per_epoch, 1)
+        for k in ("style_weight", "content_weight", "tv_weight"):
+            _check_float(k, getattr(self, k), allow_zero=True)
+        _check_float("lr", self.lr, allow_zero=False)
+        _check_float("eps", self.eps, allow_zero=True)
+        for k in ("beta1", "beta2"):
+            v = getattr(self, k)
+            if not (isinstance(v, (int, float)) and 0.0 <= v < 1.0):
+                raise GafuError(f"{k} must be in [0, 1), got {v}")
+        if self.resize not in ("seed", "antialias"):
+            raise unknown_name("resize mode", str(self.resize), ["seed", "antialias"])
+        if self.pooling not in ("max", "avg"):
+            raise unknown_name("pooling", str(self.pooling), ["max", "avg"])
+        if self.init not in ("content", "noise"):
+            raise unknown_name("init", str(self.init), ["content", "noise"])
+        if not self.content_layers and not self.style_layers:
+            raise GafuError("at least one content or style layer is needed")
+        # Normalise lists to tuples so configs hash and compare.
+        object.__setattr__(self, "content_layers", tuple(self.content_layers))
+        object.__setattr__(self, "style_layers", tuple(self.style_layers))
+
+    def replace(self, **changes) -> "StyleConfig":
+        """A copy with some fields changed (unknown names raise GafuError with did-you-mean)."""
+        names = [f.name for f in dataclasses.fields(self)]
+        for k in changes:
+            if k not in names:
+                raise unknown_name("setting", k, names)
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _check_int(name: str, value, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise GafuError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+
+
+def _check_float(name: str, value, *, allow_zero: bool) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value >= 0 if allow_zero else value > 0)
+    if not ok:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise GafuError(f"{name} must be a finite number {bound}, got {value!r}")
+
+
+#: Named presets. "seed" reproduces the TensorFlow tutorial run exactly.
+PRESETS: Dict[str, StyleConfig] = {
+    "seed": StyleConfig(name="seed"),
+}
+
+
+def get_preset(name: str) -> StyleConfig:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise unknown_name("preset", name, PRESETS) from None

@@ -1,0 +1,100 @@
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from gafu.cli import main
+
+
+def run(argv, capsys):
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def pair(content_path, style_path):
+    return str(content_path), str(style_path)
+
+
+def _one_line_error(code, err):
+    assert code == 2
+    lines = [line for line in err.strip().splitlines() if line]
+    assert len(lines) == 1 and "error" in lines[0] and "Traceback" not in err
+    return lines[0]
+
+
+def test_missing_content(tmp_path, capsys, style_path):
+    code, _, err = run(["stylize", str(tmp_path / "nope.jpg"), str(style_path), "-o", str(tmp_path / "o.png")], capsys)
+    assert "no such file" in _one_line_error(code, err)
+
+
+def test_unreadable_style(tmp_path, capsys, content_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\x00" * 100)
+    code, _, err = run(["stylize", str(content_path), str(bad), "-o", str(tmp_path / "o.png")], capsys)
+    assert "not an image" in _one_line_error(code, err)
+
+
+def test_unknown_layer_did_you_mean(tmp_path, capsys, pair):
+    code, _, err = run(["stylize", *pair, "-o", str(tmp_path / "o.png"), "--content-layers", "block5_conv9"], capsys)
+    line = _one_line_error(code, err)
+    assert "unknown VGG19 layer 'block5_conv9'" in line and "did you mean" in line
+
+
+@pytest.mark.parametrize("flag,value", [("--steps", "-3"), ("--size", "0"), ("--lr", "nan"), ("--style-weight", "abc")])
+def test_nonsense_numbers(tmp_path, capsys, pair, flag, value):
+    code, _, err = run(["stylize", *pair, "-o", str(tmp_path / "o.png"), flag, value], capsys)
+    _one_line_error(code, err)
+
+
+def test_missing_weights(tmp_path, capsys, pair):
+    code, _, err = run(["stylize", *pair, "-o", str(tmp_path / "o.png"), "--weights", str(tmp_path / "w.pth")], capsys)
+    assert "weights file not found" in _one_line_error(code, err)
+    assert not (tmp_path / "o.png").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_request_without_cuda_is_an_error(tmp_path, capsys, pair):
+    code, _, err = run(["stylize", *pair, "-o", str(tmp_path / "o.png"), "--device", "cuda"], capsys)
+    assert "cuda" in _one_line_error(code, err).lower()
+
+
+def test_output_exists_and_input_protection(tmp_path, capsys, pair):
+    out = tmp_path / "o.png"
+    Image.new("RGB", (4, 4), "blue").save(out)
+    code, _, err = run(["stylize", *pair, "-o", str(out)], capsys)
+    assert "already exists" in _one_line_error(code, err)
+    code, _, err = run(["stylize", pair[0], pair[1], "-o", pair[1], "--overwrite"], capsys)
+    assert "refusing to overwrite input" in _one_line_error(code, err)
+
+
+def test_unknown_preset_and_extension(tmp_path, capsys, pair):
+    code, _, err = run(["stylize", *pair, "-o", str(tmp_path / "o.png"), "--preset", "seeed"], capsys)
+    _one_line_error(code, err)
+    code, _, err = run(["stylize", *pair, "-o", str(tmp_path / "o.gifx")], capsys)
+    assert "output format" in _one_line_error(code, err)
+
+
+def test_stylize_json_and_intermediates(tmp_path, capsys, pair):
+    out = tmp_path / "res.jpg"
+    code, stdout, err = run(
+        ["stylize", *pair, "-o", str(out), "--size", "64", "--steps", "4", "--save-every", "2", "--json"], capsys
+    )
+    assert code == 0, err
+    summary = json.loads(stdout)
+    assert summary["steps"] == 4 and summary["output"] == str(out)
+    assert summary["settings"]["size"] == 64 and summary["settings"]["lr"] == 0.02
+    assert set(summary["final_loss"]) == {"style", "content", "tv", "total"}
+    assert [p.name for p in sorted(tmp_path.iterdir())] == ["res.jpg", "res_step0002.jpg", "res_step0004.jpg"]
+    with Image.open(out) as im:
+        assert im.size == (64, 42)  # 451x300 content at long side 64, seed truncation
+
+
+def test_module_entry_point_help():
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "gafu", "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "stylize" in r.stdout
