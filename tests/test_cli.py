@@ -98,3 +98,36 @@ def test_module_entry_point_help():
 
     r = subprocess.run([sys.executable, "-m", "gafu", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "stylize" in r.stdout
+
+
+def test_ctrl_c_saves_current_image(tmp_path, capsys, pair, monkeypatch):
+    from gafu.optimize import StyleTransfer
+
+    real_run = StyleTransfer.run
+
+    def interrupted_run(self, *a, **kw):
+        for it in real_run(self, *a, **kw):
+            yield it
+            if it.step == 2:
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(StyleTransfer, "run", interrupted_run)
+    out = tmp_path / "o.png"
+    code, stdout, err = run(["stylize", *pair, "-o", str(out), "--size", "48", "--steps", "50", "--json"], capsys)
+    assert code == 130
+    assert "interrupted after 2 steps" in err and out.exists()
+    summary = json.loads(stdout)
+    assert summary["interrupted"] is True and summary["steps"] == 2
+
+
+def test_demo_writes_results(tmp_path, capsys):
+    out_dir = tmp_path / "demo"
+    code, stdout, err = run(["demo", "-o", str(out_dir), "--size", "32", "--steps", "2", "--json"], capsys)
+    assert code == 0, err
+    results = json.loads(stdout)["results"]
+    assert len(results) == 2
+    for r in results:
+        with Image.open(r["output"]) as im:
+            assert max(im.size) == 32
+    code, _, err = run(["demo", "-o", str(out_dir), "--size", "32", "--steps", "2"], capsys)
+    assert "already exists" in _one_line_error(code, err)
