@@ -84,27 +84,53 @@ def contact_sheet(
     title_font = _font(font_size + 4)
     line = font_size + 6
     title_h = (font_size + 4 + 12) if title else 0
-    fitted = [[None if item is None else (str(item[0]), _fit(_as_pil(item[1]), cell)) for item in row] for row in rows]
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    fitted = [
+        [None if item is None else (_wrap(measure, str(item[0]), font, cell), _fit(_as_pil(item[1]), cell)) for item in row]
+        for row in rows
+    ]
     row_h = [max([im.height for _, im in filter(None, row)] or [0]) for row in fitted]
+    row_lines = [max([len(lines) for lines, _ in filter(None, row)] or [0]) for row in fitted]
     width = cols * (cell + pad) + pad
-    height = title_h + pad + sum(h + line + pad for h in row_h)
+    height = title_h + pad + sum(h + n * line + pad for h, n in zip(row_h, row_lines))
     sheet = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(sheet)
     if title:
         draw.text((pad, pad // 2 + 2), _shorten(draw, title, title_font, width - 2 * pad), fill=TEXT, font=title_font)
     y0 = title_h + pad
-    for row, h in zip(fitted, row_h):
+    for row, h, n in zip(fitted, row_h, row_lines):
         for c, item in enumerate(row):
             if item is None:
                 continue
-            label, im = item
+            lines, im = item
             x0 = pad + c * (cell + pad)
             sheet.paste(im, (x0 + (cell - im.width) // 2, y0 + h - im.height))  # bottom: label right under
-            text = _shorten(draw, label, font, cell)
-            tw = draw.textlength(text, font=font)
-            draw.text((x0 + (cell - tw) / 2, y0 + h + 3), text, fill=TEXT, font=font)
-        y0 += h + line + pad
+            for k, text in enumerate(lines):
+                tw = draw.textlength(text, font=font)
+                draw.text((x0 + (cell - tw) / 2, y0 + h + 3 + k * line), text, fill=TEXT, font=font)
+        y0 += h + n * line + pad
     return sheet
+
+
+def _wrap(draw: ImageDraw.ImageDraw, text: str, font, width: float, max_lines: int = 2) -> List[str]:
+    """Break ``text`` into at most ``max_lines`` lines that fit ``width`` (at spaces, '_' or '-'
+    when possible); the last line is shortened with '…' if needed."""
+    lines: List[str] = []
+    rest = text.strip()
+    while rest and len(lines) < max_lines - 1 and draw.textlength(rest, font=font) > width:
+        cut = 0
+        for i, ch in enumerate(rest):
+            if ch in " _-" and draw.textlength(rest[: i + 1].rstrip(), font=font) <= width:
+                cut = i + 1
+        if cut == 0:  # no separator fits: break inside the word
+            cut = max(1, len(rest))
+            while cut > 1 and draw.textlength(rest[:cut], font=font) > width:
+                cut -= 1
+        lines.append(rest[:cut].rstrip())
+        rest = rest[cut:].lstrip()
+    if rest:
+        lines.append(_shorten(draw, rest, font, width))
+    return lines or [""]
 
 
 def _shorten(draw: ImageDraw.ImageDraw, text: str, font, width: float) -> str:
@@ -408,7 +434,11 @@ def write_run_report(
     }
     files["json"] = str(d / "report.json")
     _atomic_write(d / "report.json", lambda fh: fh.write(json.dumps(report, indent=2, default=_json_default).encode()))
-    _atomic_write(d / "index.html", lambda fh: fh.write(_html(report).encode("utf-8")))
+    result_src = None
+    output = summary.get("output")
+    if output and Path(output).is_file():
+        result_src = Path(os.path.relpath(Path(output).resolve(), d.resolve())).as_posix()
+    _atomic_write(d / "index.html", lambda fh: fh.write(_html(report, result_src).encode("utf-8")))
     report["files"]["json"] = "report.json"
     report["files"]["html"] = "index.html"
     return report
@@ -437,7 +467,7 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def _html(report: Mapping[str, Any]) -> str:
+def _html(report: Mapping[str, Any], result_src: Optional[str] = None) -> str:
     esc = html.escape
 
     def table(d: Mapping[str, Any]) -> str:
@@ -450,7 +480,8 @@ def _html(report: Mapping[str, Any]) -> str:
         "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}th{text-align:left;padding-right:1em}"
         "img{max-width:100%}</style>",
         f"<h1>gafu run report</h1><p>{esc(str(report.get('created', '')))}</p>",
-        "<h2>Result</h2>" + table(report.get("summary", {})),
+        "<h2>Result</h2>" + (f"<img src='{esc(result_src)}' alt='result'>" if result_src else "")
+        + table(report.get("summary", {})),
         "<h2>Timings</h2>" + table(report.get("timings", {})),
     ]
     if "losses" in files:

