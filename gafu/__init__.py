@@ -27,6 +27,19 @@ _API = {
     "load_image": "gafu.image",
     "save_image": "gafu.image",
     "GafuError": "gafu.errors",
+    # diagnostics and reports
+    "classify_image": "gafu.classify",  # not "classify": that name is the submodule
+    "layer_table": "gafu.analysis",
+    "layer_stats": "gafu.analysis",
+    "tensor_stats": "gafu.analysis",
+    "high_pass": "gafu.analysis",
+    "sobel_edges": "gafu.analysis",
+    "edge_preservation": "gafu.analysis",
+    "analyze": "gafu.analysis",
+    "analysis_figure": "gafu.analysis",
+    "contact_sheet": "gafu.report",
+    "compare_styles": "gafu.report",
+    "write_run_report": "gafu.report",
 }
 
 __all__ = sorted(_API) + ["__version__"]

@@ -18,6 +18,10 @@ from ..errors import GafuError
 COMMAND_MODULES = (
     "stylize",
     "demo",
+    "compare",
+    "classify",
+    "layers",
+    "analyze",
 )
 
 EXIT_OK = 0

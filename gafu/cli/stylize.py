@@ -46,6 +46,9 @@ def register(sub) -> None:
     o.add_argument("--save-every", type=common.nonneg_int, default=0, metavar="N",
                    help="also save the image every N steps as OUTPUT_stepNNNN.ext (the seed shows one per 100)")
     o.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout")
+    o.add_argument("--report", metavar="DIR",
+                   help="write a run report into DIR: settings, final numbers, loss curves, intermediate images "
+                   "(contact sheet + animated GIF, one per --save-every or per epoch), timings")
     p.set_defaults(func=run)
 
 
@@ -83,6 +86,11 @@ def run(args: argparse.Namespace) -> int:
     if args.save_every:
         for step in range(args.save_every, cfg.steps + 1, args.save_every):
             check_output_path(intermediate_path(output, step), inputs=inputs, overwrite=args.overwrite)
+    report = getattr(args, "report", None)
+    if report:
+        from ..report import check_report_dir
+
+        check_report_dir(report, overwrite=args.overwrite)
     if args.style_weights is not None and len(args.style_weights) != len(args.styles):
         raise GafuError(f"--style-weights has {len(args.style_weights)} values for {len(args.styles)} style images")
     for path in inputs:  # fail fast on unreadable inputs, before loading the network
@@ -99,10 +107,15 @@ def run(args: argparse.Namespace) -> int:
     saved = []
     last = None
     interrupted = False
+    history = []  # iterates for --report
+    initial = st.image if report else None
+    every = args.save_every or (min(cfg.steps_per_epoch, max(1, cfg.steps // 10)) if report else 0)
     bar = common.progress(cfg.steps, "stylize")
     try:
-        for it in st.run(image_every=args.save_every):
+        for it in st.run(image_every=every):
             last = it
+            if report:
+                history.append(it)
             bar.update(1)
             bar.set_postfix(loss=f"{it.loss:.4g}", refresh=False)
             if args.save_every and it.step % args.save_every == 0 and it.image is not None:
@@ -115,6 +128,19 @@ def run(args: argparse.Namespace) -> int:
     final = st.evaluate()
     if interrupted:
         print(f"gafu stylize: interrupted after {st.steps_done} steps; saved {output}", file=sys.stderr)
+    if report:
+        from ..report import write_run_report
+
+        write_run_report(
+            report, history, initial=initial, overwrite=args.overwrite,
+            settings={"content": str(args.content), "styles": [str(s) for s in args.styles],
+                      "style_weights": st.style_weights, "preset": args.preset, **cfg.to_dict(),
+                      "device": device, "weights": _weights_info(args.weights)["path"]},
+            summary={"output": str(output), "steps": st.steps_done, "interrupted": interrupted,
+                     "content_shape": list(st.content.shape[-2:]), "final_loss": final,
+                     "loss_last_step": last.loss if last else None},
+            timings={"prepare_seconds": prepare_s},
+        )
     if args.json:
         common.print_json(
             {
@@ -136,6 +162,7 @@ def run(args: argparse.Namespace) -> int:
                 "seconds": round(last.elapsed, 3) if last else 0.0,
                 "seconds_per_step": round(last.elapsed / last.step, 4) if last else None,
                 "prepare_seconds": round(prepare_s, 3),
+                "report": str(report) if report else None,
             }
         )
     return EXIT_INTERRUPTED if interrupted else 0
