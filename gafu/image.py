@@ -13,7 +13,7 @@ import io
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterable, Union
+from typing import IO, Callable, Iterable, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -248,11 +248,21 @@ def save_image(
     p = check_output_path(path, inputs=inputs, overwrite=overwrite)
     im = image if isinstance(image, Image.Image) else to_pil(image)
     fmt, opts = SAVE_FORMATS[p.suffix.lower()]
+    atomic_write(p, lambda fh: im.save(fh, format=fmt, **opts))
+    return p
+
+
+def atomic_write(path: Union[str, os.PathLike], write: Callable[[IO[bytes]], object]) -> Path:
+    """Write a file atomically: ``write(fh)`` fills a temporary file in the same folder, then it is
+    renamed over ``path`` (readers never see a half-written file; a failure leaves nothing behind).
+    Parent folders are created; the file gets the usual umask-based permissions."""
+    p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            im.save(fh, format=fmt, **opts)
+            write(fh)
+        os.chmod(tmp, _default_file_mode())  # mkstemp creates 0600
         os.replace(tmp, p)
     except BaseException:
         try:
@@ -261,6 +271,12 @@ def save_image(
             pass
         raise
     return p
+
+
+def _default_file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def collect_images(folder: Union[str, os.PathLike]) -> list[Path]:

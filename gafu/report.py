@@ -11,7 +11,6 @@ import html
 import json
 import math
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 from PIL import Image, ImageDraw, ImageFont
 
 from .errors import GafuError, unknown_name
-from .image import ImageLike, load, to_pil
+from .image import ImageLike, atomic_write, load, to_pil
 
 Cell = Optional[Tuple[str, Any]]  # (label, image) or None for an empty cell
 
@@ -332,30 +331,8 @@ def save_animation(frames: Sequence[Image.Image], path: Union[str, os.PathLike],
     else:
         kwargs["quality"] = 90
         fmt = "WEBP"
-    _atomic_write(p, lambda fh: ims[0].save(fh, format=fmt, **kwargs))
+    atomic_write(p, lambda fh: ims[0].save(fh, format=fmt, **kwargs))
     return p
-
-
-def _atomic_write(p: Path, write) -> None:
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def check_report_dir(directory: Union[str, os.PathLike], *, overwrite: bool = False) -> Path:
@@ -433,12 +410,12 @@ def write_run_report(
         "history": history,
     }
     files["json"] = str(d / "report.json")
-    _atomic_write(d / "report.json", lambda fh: fh.write(json.dumps(report, indent=2, default=_json_default).encode()))
+    atomic_write(d / "report.json", lambda fh: fh.write(json.dumps(report, indent=2, default=_json_default).encode()))
     result_src = None
     output = summary.get("output")
     if output and Path(output).is_file():
         result_src = Path(os.path.relpath(Path(output).resolve(), d.resolve())).as_posix()
-    _atomic_write(d / "index.html", lambda fh: fh.write(_html(report, result_src).encode("utf-8")))
+    atomic_write(d / "index.html", lambda fh: fh.write(_html(report, result_src).encode("utf-8")))
     report["files"]["json"] = "report.json"
     report["files"]["html"] = "index.html"
     return report

@@ -117,3 +117,13 @@ def test_load_tensor_modes(content_path):
     aa = load_tensor(content_path, 128, mode="antialias")
     assert seed.shape == (1, 3, 85, 128) and aa.shape == (1, 3, 85, 128)
     assert (seed - aa).abs().mean() > 1e-4  # antialiasing changes a 451 -> 128 reduction
+
+
+def test_saved_file_has_normal_permissions(tmp_path):
+    import os
+    import stat
+
+    out = save_image(torch.rand(1, 3, 4, 4), tmp_path / "perm.png")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask
