@@ -27,6 +27,8 @@ _API = {
     "load_image": "gafu.image",
     "save_image": "gafu.image",
     "GafuError": "gafu.errors",
+    "fast_stylize": "gafu.fast",
+    "FastStylizer": "gafu.fast",
 }
 
 __all__ = sorted(_API) + ["__version__"]
