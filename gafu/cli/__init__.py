@@ -16,8 +16,7 @@ from ..errors import GafuError
 
 #: Subcommand modules, in the order ``gafu --help`` lists them.
 COMMAND_MODULES = (
-    "stylize",
-    "demo",
+    "fast",
 )
 
 EXIT_OK = 0
