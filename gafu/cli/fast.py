@@ -61,7 +61,7 @@ def register(subparsers) -> None:
                    help="short side the style image is resized to (default 256, as trained); "
                         "larger gives finer strokes")
     p.add_argument("--tile-size", type=positive_int, metavar="PX",
-                   help="photos above PX*PX pixels are stylized in overlapping tiles (default 2048); "
+                   help="photos above PX*PX pixels are stylized in overlapping tiles (default 1792, ~1 GB); "
                         "lower it to use less memory")
     p.add_argument("--ext", metavar=".EXT",
                    help=f"output extension for folder input or the default name (default {DEFAULT_EXT})")
