@@ -59,7 +59,7 @@ def register(subparsers) -> None:
                    help="cap on the long side; photos are never enlarged (default: own size up to 4096)")
     p.add_argument("--style-size", type=positive_int, default=256, metavar="PX",
                    help="short side the style image is resized to (default 256, as trained); "
-                        "larger gives finer strokes")
+                        "smaller gives bolder strokes, larger finer texture")
     p.add_argument("--tile-size", type=positive_int, metavar="PX",
                    help="photos above PX*PX pixels are stylized in overlapping tiles (default 1792, ~1 GB); "
                         "lower it to use less memory")
