@@ -23,6 +23,8 @@ Full resolution
     element-wise ops), so gafu marks height and width as symbolic in memory and runs the photo at
     its own size. At 384x384 the edited graph computes exactly what the original does (tested).
     The style predictor is made dynamic the same way so that a painting keeps its aspect ratio.
+    The 26-style network (already size-dynamic) gets its spelled-out instance normalisations fused
+    into onnxruntime's InstanceNormalization op (:func:`fuse_instance_norm`, ~25% faster).
 
 Preprocessing (differences from the TF-Hub notebook, on purpose)
     - Content: RGB in [0, 1] float32 (as the notebook and the TF tutorial), at its own size,
@@ -303,6 +305,96 @@ def split_statistics(data: bytes, variant: str, *, prune: bool = False) -> bytes
     return model.SerializeToString()
 
 
+def fuse_instance_norm(data: bytes) -> bytes:
+    """Replace the 26-style network's spelled-out instance normalisations by one op each.
+
+    The PyTorch export writes each conditional instance norm as ten element-wise nodes
+    (``m = mean(x); d = x - m; v = mean(d**2); y = d / sqrt(v + eps) * gamma + beta``), eight of
+    them passes over the full activation. onnxruntime's ``InstanceNormalization`` kernel does the
+    same in fewer passes: about 25% faster at 2048 px, same memory, outputs equal to ~3e-6.
+    ``gamma``/``beta`` (mixed from the style weights) become the op's per-channel scale and bias.
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load_from_string(data)
+    graph = model.graph
+    consts = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    for n in graph.node:
+        if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
+            consts[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
+    users: dict[str, list] = {}
+    for n in graph.node:
+        for i in n.input:
+            users.setdefault(i, []).append(n)
+
+    def one(name: str, op: str) -> Any:
+        found = users.get(name, [])
+        if len(found) != 1 or found[0].op_type != op:
+            raise LookupError(name)
+        return found[0]
+
+    def const(name: str) -> float:
+        value = consts.get(name)
+        if value is None or value.size != 1:
+            raise LookupError(name)
+        return float(value.reshape(()))
+
+    replaced: dict[int, list] = {}
+    dropped: set[int] = set()
+    for n in graph.node:
+        if n.op_type != "ReduceMean" or not _is_spatial_mean(n):
+            continue
+        x, mean = n.input[0], n.output[0]
+        try:
+            sub = one(mean, "Sub")
+            if list(sub.input) != [x, mean]:
+                continue
+            dev = users.get(sub.output[0], [])
+            pw = next(u for u in dev if u.op_type == "Pow")
+            mul = next(u for u in dev if u.op_type == "Mul")
+            if len(dev) != 2 or const(pw.input[1]) != 2.0:
+                continue
+            var = one(pw.output[0], "ReduceMean")
+            add = one(var.output[0], "Add")
+            eps = const(add.input[1])
+            sqrt = one(add.output[0], "Sqrt")
+            div = one(sqrt.output[0], "Div")
+            if const(div.input[0]) != 1.0 or set(mul.input) != {sub.output[0], div.output[0]}:
+                continue
+            scale = one(mul.output[0], "Mul")
+            gamma = next(i for i in scale.input if i != mul.output[0])
+            shift = one(scale.output[0], "Add")
+            beta = next(i for i in shift.input if i != scale.output[0])
+        except (LookupError, StopIteration):
+            continue
+        if not _is_spatial_mean(var):
+            continue
+        k = f"gafu/instance_norm_{len(replaced)}"
+        replaced[id(shift)] = [
+            helper.make_node("Constant", [], [k + "/flat"],
+                             value=numpy_helper.from_array(np.array([-1], dtype=np.int64))),
+            helper.make_node("Reshape", [gamma, k + "/flat"], [k + "/scale"]),
+            helper.make_node("Reshape", [beta, k + "/flat"], [k + "/bias"]),
+            helper.make_node("InstanceNormalization", [x, k + "/scale", k + "/bias"],
+                             [shift.output[0]], name=k, epsilon=eps),
+        ]
+        dropped.update(id(m) for m in (n, sub, pw, var, add, sqrt, div, mul, scale))
+    left = [n for n in graph.node if n.op_type == "ReduceMean" and _is_spatial_mean(n) and id(n) not in dropped]
+    if not replaced or left:
+        raise GafuError("unexpected 26-style graph: its instance normalisations could not be fused")
+    nodes = []
+    for n in graph.node:
+        if id(n) in replaced:
+            nodes.extend(replaced[id(n)])
+        elif id(n) not in dropped:
+            nodes.append(n)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
 # --------------------------------------------------------------------------------------------
 # sessions
 
@@ -331,24 +423,32 @@ _LOCK = threading.Lock()
 
 
 def session(name: str, *, device: str = "cpu", threads: int | None = None,
-            folder: Union[str, os.PathLike, None] = None, dynamic: bool = True,
-            variant: str = "plain") -> Any:
-    """A cached onnxruntime session for one model.
+            folder: Union[str, os.PathLike, None] = None, variant: str = "plain",
+            as_shipped: bool = False) -> Any:
+    """A cached onnxruntime session for one model, edited in memory for gafu's use.
 
-    Arbitrary-style models are made size-dynamic unless ``dynamic=False`` (the file as shipped).
-    ``variant`` 'stats' or 'fixed' selects the tiling variants made by :func:`split_statistics`.
+    Arbitrary-style models are made size-dynamic (:func:`make_spatial_dynamic`); the 26-style
+    network gets fused instance norms (:func:`fuse_instance_norm`). ``variant`` 'stats' or 'fixed'
+    selects the tiling variants of :func:`split_statistics`. ``as_shipped=True`` runs the file
+    exactly as shipped (to compare against).
     """
+    if as_shipped and variant != "plain":
+        raise ValueError("as_shipped sessions have no tiling variants")
     providers = providers_for(device)
-    key = (name, str(model_dir(folder).resolve()), tuple(providers), threads or 0, dynamic, variant)
+    key = (name, str(model_dir(folder).resolve()), tuple(providers), threads or 0, variant, as_shipped)
     with _LOCK:
         sess = _SESSIONS.get(key)
         if sess is not None:
             return sess
         data = read_model(name, folder)
-        if dynamic and name == "arbitrary_transform":
+        if as_shipped:
+            pass
+        elif name == "arbitrary_transform":
             data = make_spatial_dynamic(data, TRANSFORM_CONTENT, output_too=True)
-        elif dynamic and name == "arbitrary_predict":
+        elif name == "arbitrary_predict":
             data = make_spatial_dynamic(data, PREDICT_INPUT, output_too=False)
+        elif name == "multistyle26" and variant == "plain":
+            data = fuse_instance_norm(data)
         if variant != "plain":
             data = split_statistics(data, variant, prune=name == "multistyle26")
         import onnxruntime as ort

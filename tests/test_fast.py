@@ -68,8 +68,8 @@ def _diff(a: Image.Image, b: Image.Image) -> float:
 
 def test_dynamic_transformer_equals_original_at_384(models, images, starry):
     """The size-dynamic transformer computes exactly what the shipped 384x384 graph does."""
-    original = fast.session("arbitrary_transform", dynamic=False)
-    dynamic = fast.session("arbitrary_transform", dynamic=True)
+    original = fast.session("arbitrary_transform", as_shipped=True)
+    dynamic = fast.session("arbitrary_transform")
     assert original is not dynamic
     with Image.open(images / "content" / "rocket.jpg") as im:
         content = np.asarray(im.convert("RGB").resize((384, 384), Image.LANCZOS), np.float32)[None] / 255
@@ -83,8 +83,8 @@ def test_dynamic_transformer_equals_original_at_384(models, images, starry):
 
 
 def test_dynamic_predictor_equals_original_at_256(models, starry):
-    original = fast.session("arbitrary_predict", dynamic=False)
-    dynamic = fast.session("arbitrary_predict", dynamic=True)
+    original = fast.session("arbitrary_predict", as_shipped=True)
+    dynamic = fast.session("arbitrary_predict")
     with Image.open(starry) as im:
         x = np.asarray(im.convert("RGB").resize((256, 256), Image.LANCZOS), np.float32)[None] / 255
     a = original.run(None, {fast.PREDICT_INPUT: x})[0]
@@ -99,6 +99,23 @@ def test_dynamic_transformer_runs_other_shapes(models, starry):
     x = np.random.default_rng(0).random((1, 96, 160, 3), dtype=np.float32)
     y = sess.run(None, {fast.TRANSFORM_CONTENT: x, fast.TRANSFORM_STYLE: vec})[0]
     assert y.shape == (1, 96, 160, 3)
+
+
+def test_fused_instance_norm_equals_shipped_network(cat, models):
+    onnx = pytest.importorskip("onnx")
+    shipped = fast.session("multistyle26", as_shipped=True)
+    fused = fast.session("multistyle26")
+    x = np.ascontiguousarray(fast._to_array(cat.resize((132, 88))).transpose(2, 0, 1)[None])
+    weights = np.zeros(26, np.float32)
+    weights[[3, 19]] = [0.25, 0.75]
+    feeds = {fast.BUILTIN_IMAGE: x, fast.BUILTIN_WEIGHTS: weights}
+    a = shipped.run(None, feeds)[0]
+    b = fused.run(None, feeds)[0]
+    assert np.abs(a - b).max() < 1e-4
+    assert a.std() > 0.05
+    fused_graph = onnx.load_from_string(fast.fuse_instance_norm(fast.read_model("multistyle26"))).graph
+    ops = [n.op_type for n in fused_graph.node]
+    assert ops.count("InstanceNormalization") == 18 and "ReduceMean" not in ops
 
 
 def test_size_check_rejects_shape_dependent_graph():
