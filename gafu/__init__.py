@@ -40,6 +40,8 @@ _API = {
     "contact_sheet": "gafu.report",
     "compare_styles": "gafu.report",
     "write_run_report": "gafu.report",
+    "fast_stylize": "gafu.fast",
+    "FastStylizer": "gafu.fast",
 }
 
 __all__ = sorted(_API) + ["__version__"]

@@ -18,6 +18,7 @@ from ..errors import GafuError
 COMMAND_MODULES = (
     "stylize",
     "demo",
+    "fast",
     "compare",
     "classify",
     "layers",
