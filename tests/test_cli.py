@@ -6,6 +6,8 @@ from PIL import Image
 
 from gafu.cli import main
 
+from conftest import DATA
+
 
 def run(argv, capsys):
     code = main(argv)
@@ -129,5 +131,7 @@ def test_demo_writes_results(tmp_path, capsys):
     for r in results:
         with Image.open(r["output"]) as im:
             assert max(im.size) == 32
+        with Image.open(r["fast_output"]) as im, Image.open(DATA / r["content"]) as src:
+            assert im.size == src.size  # the fast mode keeps the photo's own resolution
     code, _, err = run(["demo", "-o", str(out_dir), "--size", "32", "--steps", "2"], capsys)
     assert "already exists" in _one_line_error(code, err)
