@@ -9,6 +9,7 @@ temporary file in the target folder, then a rename) and refuses to overwrite an 
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import tempfile
@@ -93,16 +94,30 @@ def to_rgb(im: Image.Image) -> Image.Image:
 
 
 def _icc_to_srgb(im: Image.Image, icc: bytes) -> Image.Image:
+    transform = _srgb_transform(bytes(icc), im.mode)
+    if transform is None:
+        return im
+    try:
+        from PIL import ImageCms
+
+        return ImageCms.applyTransform(im, transform)
+    except (ImportError, OSError, ValueError):
+        return im
+
+
+@functools.lru_cache(maxsize=16)
+def _srgb_transform(icc: bytes, mode: str):
+    """ICC profile -> sRGB transform, built once per distinct profile (building costs ~10 ms)."""
     try:
         from PIL import ImageCms
     except ImportError:  # Pillow built without littlecms: keep the pixels as they are
-        return im
+        return None
     try:
         src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
         dst = ImageCms.createProfile("sRGB")
-        return ImageCms.profileToProfile(im, src, dst, outputMode="RGB")
+        return ImageCms.buildTransform(src, dst, mode, "RGB")
     except (ImageCms.PyCMSError, OSError, ValueError):
-        return im  # a broken profile is ignored, as browsers do
+        return None  # a broken profile is ignored, as browsers do
 
 
 def load(image: ImageLike) -> Image.Image:
