@@ -27,6 +27,9 @@ _API = {
     "load_image": "gafu.image",
     "save_image": "gafu.image",
     "GafuError": "gafu.errors",
+    "combine_luminance": "gafu.controls",
+    "match_color": "gafu.controls",
+    "load_mask": "gafu.controls",
 }
 
 __all__ = sorted(_API) + ["__version__"]
