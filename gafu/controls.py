@@ -497,6 +497,25 @@ class RegionStyleLoss(nn.Module):
             out[name] = gram_matrix(f, m)
         return out
 
+    def distances(self, features: Mapping[str, torch.Tensor], *, relative: bool = True) -> List[List[float]]:
+        """``d[r][s]``: distance of region ``r``'s Gram statistics from region ``s``'s target, averaged
+        over layers. ``relative=True``: ``||G_r - T_s||_F / ||T_s||_F`` (scale-free, so styles with
+        large Grams are not "far from everything"); ``False``: the loss's mean squared difference."""
+        with torch.no_grad():
+            grams = [self.region_grams(features, r) for r in range(self.regions)]
+            out = []
+            for g in grams:
+                row = []
+                for s in range(self.regions):
+                    t = self.targets(s)
+                    if relative:
+                        vals = [float((g[k] - t[k]).norm() / t[k].norm().clamp_min(1e-12)) for k in t]
+                    else:
+                        vals = [float(mse(g[k], t[k])) for k in t]
+                    row.append(sum(vals) / len(vals))
+                out.append(row)
+        return out
+
     def forward(self, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
         layer_terms = []
         for i, name in enumerate(self.names):
@@ -520,6 +539,29 @@ def strength_to_style_weight(strength: float, base: float) -> float:
     """
     check_strength(strength)
     return float(base) * 10.0 ** (STRENGTH_DECADES * (float(strength) - 0.5))
+
+
+def min_side(layers: Sequence[str]) -> int:
+    """The smallest image side VGG19 can take to reach the deepest of ``layers`` (2 ** pools before it;
+    a pooling layer itself needs one more halving)."""
+    from .vgg import LAYERS, canonical
+
+    if not layers:
+        return 1
+    deepest = max(LAYERS.index(canonical(n)) for n in layers)
+    pools = sum(1 for name in LAYERS[: deepest + 1] if name.startswith("pool"))
+    return 2**pools
+
+
+def check_min_side(image: torch.Tensor, layers: Sequence[str], what: str) -> None:
+    """GafuError when ``image`` is too small for the layers (instead of a pooling RuntimeError)."""
+    need = min_side(layers)
+    h, w = image.shape[-2:]
+    if min(h, w) < need:
+        raise GafuError(
+            f"{what} is {w}x{h} pixels, too small for the VGG19 layers used "
+            f"(at least {need} pixels on each side); raise the size"
+        )
 
 
 def style_size(size: int, style_scale: float) -> int:
@@ -596,3 +638,28 @@ def prepare_regions(
     shares = masks.mean(dim=(1, 2, 3)).tolist()
     regions = [Region(label, rgb, style, share) for (label, style), rgb, share in zip(items, colors, shares)]
     return regions, masks
+
+
+# ---------------------------------------------------------------------------------------------
+# Measurements (for tests, benchmarks and reports)
+# ---------------------------------------------------------------------------------------------
+def spectral_centroid(image: torch.Tensor, reference: Optional[torch.Tensor] = None) -> float:
+    """Dominant spatial frequency of an image's luminance texture, in cycles per pixel (0..~0.7).
+
+    The power-weighted mean radial frequency of the Hann-windowed luminance (minus ``reference``'s
+    luminance if given, i.e. of what was added to it), DC excluded. Larger brush strokes -> lower.
+    """
+    y = luminance(image.double())[0, 0]
+    if reference is not None:
+        y = y - luminance(reference.double())[0, 0]
+    y = y - y.mean()
+    h, w = y.shape
+    win = torch.hann_window(h, periodic=False, dtype=torch.float64)[:, None]
+    win = win * torch.hann_window(w, periodic=False, dtype=torch.float64)[None]
+    p = torch.fft.fft2(y * win).abs() ** 2
+    fy = torch.fft.fftfreq(h, dtype=torch.float64)[:, None]
+    fx = torch.fft.fftfreq(w, dtype=torch.float64)[None]
+    r = torch.sqrt(fy**2 + fx**2)
+    p[0, 0] = 0
+    total = p.sum()
+    return float((p * r).sum() / total) if float(total) > 0 else 0.0

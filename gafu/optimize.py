@@ -166,6 +166,10 @@ class StyleTransfer:
             for s, m in zip(style_list, fit_masks)
         ]
 
+        controls.check_min_side(self.content, cfg.style_layers + cfg.content_layers, "the content image")
+        for i, s in enumerate(self.styles):
+            controls.check_min_side(s, cfg.style_layers, f"style image {i + 1} at style scale {cfg.style_scale:g}")
+
         layers = tuple(dict.fromkeys(cfg.style_layers + cfg.content_layers))
         self.extractor: VGG19Features = load_vgg19(layers, weights=weights, pooling=cfg.pooling, device=self.device)
 
@@ -207,7 +211,10 @@ class StyleTransfer:
         """The optimized pixels as the user gets them: the content's chroma put back in luminance
         mode, then the content restored outside the mask/regions."""
         if self.config.preserve_color == "luminance":
-            x = controls.combine_luminance(x, self.content_rgb.to(x.dtype))
+            colours = self.content_rgb.to(x.dtype)
+            if colours.shape[-2:] != x.shape[-2:]:
+                colours = resize(colours, tuple(x.shape[-2:]), antialias=True)
+            x = controls.combine_luminance(x, colours)
         if self.blend_mask is not None:
             x = controls.blend(x, self.content_rgb, self.blend_mask)
         return x

@@ -317,3 +317,38 @@ def test_label_masks_give_blended_edge_pixels_to_a_region_but_not_unlisted_colou
     masks = C.label_masks(row, [(255, 0, 0), (0, 0, 255)], (1, 5))
     assert masks[:, 0, 0].sum(0).tolist() == [1.0, 1.0, 1.0, 0.0, 0.0]
     assert masks[1, 0, 0, 2] == 1.0 and masks[0, 0, 0, 0] == 1.0
+
+
+def test_spectral_centroid_of_gratings():
+    yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+
+    def grating(period):
+        return (0.5 + 0.4 * torch.sin(2 * math.pi * xx / period)).expand(1, 3, 64, 64)
+
+    assert C.spectral_centroid(grating(16)) == pytest.approx(1 / 16, rel=0.1)
+    assert C.spectral_centroid(grating(4)) == pytest.approx(1 / 4, rel=0.1)
+    assert C.spectral_centroid(grating(4), grating(4)) == 0.0
+
+
+def test_min_side_for_layers():
+    assert C.min_side(("block1_conv1",)) == 1
+    assert C.min_side(("block5_conv1", "block1_conv1")) == 16
+    assert C.min_side(("pool5",)) == 32 and C.min_side(()) == 1
+    with pytest.raises(GafuError, match="too small"):
+        C.check_min_side(torch.zeros((1, 3, 15, 40)), ("block5_conv1",), "style image 1")
+    C.check_min_side(torch.zeros((1, 3, 16, 40)), ("block5_conv1",), "style image 1")
+
+
+def test_region_style_loss_distances():
+    f1 = _feats(1)
+    masks = torch.zeros((2, 1, 16, 16))
+    masks[0, ..., :8] = 1
+    masks[1, ..., 8:] = 1
+    # targets = the Grams of each half of f1: f1 is at distance 0 from its own regions' targets
+    t0 = {k: gram_matrix(v[..., : v.shape[-1] // 2].contiguous()) for k, v in f1.items()}
+    t1 = {k: gram_matrix(v[..., v.shape[-1] // 2 :].contiguous()) for k, v in f1.items()}
+    d = C.RegionStyleLoss(masks, [t0, t1], 1.0).distances(f1)
+    assert d[0][0] == pytest.approx(0, abs=1e-6) and d[1][1] == pytest.approx(0, abs=1e-6)
+    assert d[0][1] > 0.05 and d[1][0] > 0.05
+    m = C.RegionStyleLoss(masks, [t0, t1], 1.0).distances(f1, relative=False)
+    assert m[0][0] == pytest.approx(0, abs=1e-6) and m[0][1] > 0
