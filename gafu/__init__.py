@@ -42,6 +42,9 @@ _API = {
     "write_run_report": "gafu.report",
     "fast_stylize": "gafu.fast",
     "FastStylizer": "gafu.fast",
+    "combine_luminance": "gafu.controls",
+    "match_color": "gafu.controls",
+    "load_mask": "gafu.controls",
 }
 
 __all__ = sorted(_API) + ["__version__"]

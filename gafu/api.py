@@ -8,13 +8,14 @@ from typing import Callable, Optional, Sequence, Union
 from PIL import Image
 
 from .config import StyleConfig, get_preset
+from .errors import GafuError
 from .image import ImageLike, to_pil
 from .optimize import Iterate, StyleTransfer
 
 
 def stylize(
     content: ImageLike,
-    style: Union[ImageLike, Sequence[ImageLike]],
+    style: Union[ImageLike, Sequence[ImageLike], None] = None,
     *,
     preset: str = "seed",
     config: Optional[StyleConfig] = None,
@@ -22,6 +23,10 @@ def stylize(
     weights: Union[str, os.PathLike, None] = None,
     device: str = "cpu",
     init_image: Optional[ImageLike] = None,
+    init: Union[str, ImageLike, None] = None,
+    mask: Optional[ImageLike] = None,
+    region_map: Optional[ImageLike] = None,
+    region_styles=None,
     callback: Optional[Callable[[Iterate], None]] = None,
     **overrides,
 ) -> Image.Image:
@@ -31,14 +36,37 @@ def stylize(
     the preset entirely; keyword ``overrides`` change single settings (``steps=200, size=256``).
     ``callback`` receives every :class:`Iterate` (e.g. for progress or early stopping via an exception).
 
+    Controls (see :mod:`gafu.controls`): the settings ``preserve_color='luminance'|'histogram'``,
+    ``style_scale=0.5..2``, ``strength=0..1`` (not together with ``style_weight``), ``feather=PX``
+    and ``seed``; ``mask=`` (stylize inside only), ``region_map=`` with ``region_styles=``
+    (``{"red": "a.jpg", "blue": "b.jpg"}``; then ``style`` is None), ``init='content'|'noise'`` or
+    an image to start from (same as ``init_image``).
+
     >>> import gafu
     >>> gafu.stylize("photo.jpg", "painting.jpg", steps=100).save("out.png")  # doctest: +SKIP
     """
     cfg = config if config is not None else get_preset(preset)
+    if overrides.get("strength") is not None and overrides.get("style_weight") is not None:
+        raise GafuError("strength and style_weight both set the style weight; give one of them")
+    if isinstance(init, str) and init in ("content", "noise"):
+        overrides["init"] = init
+    elif init is not None:
+        if init_image is not None:
+            raise GafuError("give the start image as init or as init_image, not both")
+        init_image = init
     if overrides:
         cfg = cfg.replace(**overrides)
     st = StyleTransfer(
-        content, style, cfg, style_weights=style_weights, weights=weights, device=device, init_image=init_image
+        content,
+        style,
+        cfg,
+        style_weights=style_weights,
+        weights=weights,
+        device=device,
+        init_image=init_image,
+        mask=mask,
+        region_map=region_map,
+        region_styles=region_styles,
     )
     for it in st.run():
         if callback is not None:

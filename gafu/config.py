@@ -59,7 +59,16 @@ class StyleConfig:
     # Free-form label shown in summaries.
     name: str = field(default="custom", compare=False)
 
+    # Controls (gafu.controls) -------------------------------------------------------------------
+    # 'none'; 'luminance': style transfer on luminance only, colours from the content (Gatys et al.
+    # 2016); 'histogram': the style's RGB mean/covariance matched to the content's before transfer.
+    preserve_color: str = "none"
+    style_scale: float = 1.0  # style images seen at style_scale x size (0.5..2): 2 = strokes twice as large
+    strength: Optional[float] = None  # 0..1: style_weight x 10**(4*(strength-0.5)); None = style_weight as is
+    feather: float = 0.0  # soft mask/region edges: Gaussian blur, sigma = feather/2 pixels (0 = hard)
+
     def __post_init__(self) -> None:
+        _check_controls(self)
         _check_int("size", self.size, 1)
         _check_int("steps", self.steps, 0)
         _check_int("steps_per_epoch", self.steps_per_epoch, 1)
@@ -106,6 +115,34 @@ def _check_float(name: str, value, *, allow_zero: bool) -> None:
     if not ok:
         bound = ">= 0" if allow_zero else "> 0"
         raise GafuError(f"{name} must be a finite number {bound}, got {value!r}")
+
+
+#: Values of ``StyleConfig.preserve_color``.
+PRESERVE_COLOR_MODES: Tuple[str, ...] = ("none", "luminance", "histogram")
+
+#: Allowed range of ``StyleConfig.style_scale`` (inclusive).
+STYLE_SCALE_RANGE: Tuple[float, float] = (0.5, 2.0)
+
+#: ``strength`` 0..1 spans this many decades of style weight, centred on the config's (0.5 = as is).
+STRENGTH_DECADES: float = 4.0
+
+
+def check_strength(strength) -> None:
+    ok = isinstance(strength, (int, float)) and not isinstance(strength, bool) and math.isfinite(strength)
+    if not ok or not 0.0 <= strength <= 1.0:
+        raise GafuError(f"strength must be a number in [0, 1], got {strength!r}")
+
+
+def _check_controls(cfg: "StyleConfig") -> None:
+    if cfg.preserve_color not in PRESERVE_COLOR_MODES:
+        raise unknown_name("colour preservation mode", str(cfg.preserve_color), PRESERVE_COLOR_MODES)
+    lo, hi = STYLE_SCALE_RANGE
+    v = cfg.style_scale
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not lo <= v <= hi:
+        raise GafuError(f"style_scale must be a number in [{lo:g}, {hi:g}], got {v!r}")
+    if cfg.strength is not None:
+        check_strength(cfg.strength)
+    _check_float("feather", cfg.feather, allow_zero=True)
 
 
 #: Named presets. "seed" reproduces the TensorFlow tutorial run exactly.

@@ -20,10 +20,11 @@ def register(sub) -> None:
         "stylize",
         help="stylize a photo by optimization over VGG19 (Gatys et al.)",
         description="Optimize the pixels of CONTENT so its VGG19 features keep its content and take the "
-        "style (Gram statistics) of the STYLE image(s). Several styles are averaged (see --style-weights).",
+        "style (Gram statistics) of the STYLE image(s). Several styles are averaged (see --style-weights). "
+        "Controls: colour preservation, masks, region maps, style scale, strength, initialisation.",
     )
     p.add_argument("content", help="content image (any format Pillow reads)")
-    p.add_argument("styles", nargs="+", metavar="style", help="style image(s)")
+    p.add_argument("styles", nargs="*", metavar="style", help="style image(s) (none with --region-styles)")
     p.add_argument("-o", "--output", required=True, help="output image (.png, .jpg, .tif, .webp)")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT (and intermediates) if they exist")
 
@@ -42,6 +43,8 @@ def register(sub) -> None:
     g.add_argument("--weights", help="VGG19 weights file (torch state dict or Keras h5); default: $GAFU_VGG19_WEIGHTS or bundled")
     common.add_device_arg(g)
 
+    add_control_args(p, d)
+
     o = p.add_argument_group("output")
     o.add_argument("--save-every", type=common.nonneg_int, default=0, metavar="N",
                    help="also save the image every N steps as OUTPUT_stepNNNN.ext (the seed shows one per 100)")
@@ -50,6 +53,78 @@ def register(sub) -> None:
                    help="write a run report into DIR: settings, final numbers, loss curves, intermediate images "
                    "(contact sheet + animated GIF, one per --save-every or per epoch), timings")
     p.set_defaults(func=run)
+
+
+def add_control_args(p: argparse.ArgumentParser, d) -> None:
+    from ..config import PRESERVE_COLOR_MODES, STYLE_SCALE_RANGE
+
+    lo, hi = STYLE_SCALE_RANGE
+    c = p.add_argument_group("controls")
+    c.add_argument("--preserve-color", choices=PRESERVE_COLOR_MODES,
+                   help="'luminance': transfer on luminance only, colours from the content (Gatys et al. 2016); "
+                   "'histogram': match the style's colour mean/covariance to the content first (default: none)")
+    c.add_argument("--mask", metavar="MASK",
+                   help="stylize only where MASK is white (grey > 127; any size, resized with nearest neighbour; "
+                   "JPEG is fine); outside, the result is the content")
+    c.add_argument("--region-map", metavar="MAP", help="label image whose colours mark regions (see --region-styles)")
+    c.add_argument("--region-styles", metavar="COLOUR=STYLE,...",
+                   help="one style per region of MAP, e.g. red=a.jpg,blue=b.jpg; colours: red, green, blue, white, "
+                   "black, yellow, cyan, magenta or #rrggbb; unlisted colours keep the content")
+    c.add_argument("--feather", type=common.nonneg_float, metavar="PX",
+                   help=f"soft mask/region edges: Gaussian blur with sigma PX/2 (default: {d.feather:g} = hard)")
+    c.add_argument("--style-scale", type=_style_scale, metavar="S",
+                   help=f"see the style at S x --size ({lo:g}..{hi:g}); 2 = brush strokes twice as large (default: 1)")
+    c.add_argument("--strength", type=_strength, metavar="X",
+                   help="content/style balance 0..1: style weight x 10^(4(X-0.5)), 0.5 = the preset's; "
+                   "cannot be combined with --style-weight")
+    c.add_argument("--init", metavar="content|noise|PATH",
+                   help="start image: the content (default), noise (uses --seed) or an image, e.g. a 'gafu fast' result")
+
+
+def _style_scale(text: str) -> float:
+    from ..config import STYLE_SCALE_RANGE
+
+    value = common.positive_float(text)
+    lo, hi = STYLE_SCALE_RANGE
+    if not lo <= value <= hi:
+        raise argparse.ArgumentTypeError(f"expected a number in [{lo:g}, {hi:g}], got {text}")
+    return value
+
+
+def _strength(text: str) -> float:
+    value = common.nonneg_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text}")
+    return value
+
+
+def control_changes(args: argparse.Namespace) -> dict:
+    """Config fields set by the control flags (``--init PATH`` is an image, not a setting)."""
+    from ..errors import GafuError
+
+    changes = {}
+    for flag in ("preserve_color", "style_scale", "strength", "feather"):
+        value = getattr(args, flag, None)
+        if value is not None:
+            changes[flag] = value
+    if changes.get("strength") is not None and getattr(args, "style_weight", None) is not None:
+        raise GafuError("--strength and --style-weight both set the style weight; give one of them")
+    if getattr(args, "init", None) in ("content", "noise"):
+        changes["init"] = args.init
+    return changes
+
+
+def init_image_path(args: argparse.Namespace):
+    """The --init image path, or None for content/noise (a bare unknown word gets did-you-mean)."""
+    from ..errors import unknown_name
+
+    value = getattr(args, "init", None)
+    if value is None or value in ("content", "noise"):
+        return None
+    path = Path(value)
+    if not path.exists() and not path.suffix and len(path.parts) == 1:
+        raise unknown_name("init", value, ["content", "noise", "PATH (an image file)"])
+    return path
 
 
 def build_config(args: argparse.Namespace):
@@ -69,6 +144,7 @@ def build_config(args: argparse.Namespace):
             for name in value:
                 canonical(name)  # unknown layer -> GafuError with did-you-mean
             changes[flag] = value
+    changes.update(control_changes(args))
     return cfg.replace(**changes) if changes else cfg
 
 
@@ -80,8 +156,22 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import GafuError
     from ..image import check_output_path, open_image, save_image
 
+    from ..controls import parse_region_styles
+
     cfg = build_config(args)
-    inputs = [Path(args.content)] + [Path(s) for s in args.styles]
+    if (args.region_map is None) != (args.region_styles is None):
+        raise GafuError("--region-map and --region-styles go together: give both or neither")
+    region_styles = parse_region_styles(args.region_styles) if args.region_styles is not None else None
+    if region_styles is not None and args.styles:
+        raise GafuError("give style images either as arguments or with --region-styles, not both")
+    if region_styles is None and not args.styles:
+        raise GafuError("no style image: give at least one, or --region-map with --region-styles")
+    if region_styles is not None and args.style_weights is not None:
+        raise GafuError("--style-weights blends several style arguments; with --region-styles each region has one style")
+    init_path = init_image_path(args)
+    styles = [Path(s) for s in args.styles] if region_styles is None else [Path(s) for _, s in region_styles]
+    extra = [Path(x) for x in (args.mask, args.region_map, init_path) if x is not None]
+    inputs = [Path(args.content)] + styles + extra
     output = check_output_path(args.output, inputs=inputs, overwrite=args.overwrite)
     if args.save_every:
         for step in range(args.save_every, cfg.steps + 1, args.save_every):
@@ -101,7 +191,16 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     st = StyleTransfer(
-        args.content, args.styles, cfg, style_weights=args.style_weights, weights=args.weights, device=device
+        args.content,
+        args.styles,
+        cfg,
+        style_weights=args.style_weights,
+        weights=args.weights,
+        device=device,
+        init_image=init_path,
+        mask=args.mask,
+        region_map=args.region_map,
+        region_styles=region_styles,
     )
     prepare_s = time.perf_counter() - t0
     saved = []
@@ -146,12 +245,13 @@ def run(args: argparse.Namespace) -> int:
             {
                 "command": "stylize",
                 "content": str(args.content),
-                "styles": [str(s) for s in args.styles],
+                "styles": [str(s) for s in styles],
                 "style_weights": st.style_weights,
                 "output": str(output),
                 "intermediates": saved,
                 "preset": args.preset,
                 "settings": cfg.to_dict(),
+                "controls": st.controls_summary(),
                 "device": device,
                 "weights": _weights_info(args.weights),
                 "content_shape": list(st.content.shape[-2:]),
