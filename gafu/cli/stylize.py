@@ -42,6 +42,20 @@ def register(sub) -> None:
     g.add_argument("--weights", help="VGG19 weights file (torch state dict or Keras h5); default: $GAFU_VGG19_WEIGHTS or bundled")
     common.add_device_arg(g)
 
+    sp = p.add_argument_group("speed (how the loss is minimized; the loss itself is unchanged)")
+    sp.add_argument("--precision", choices=("fp32", "bf16", "fp16"),
+                    help="VGG19 activations in 16 bit (channels_last), image/targets/Gram/loss in fp32 "
+                    f"(seed: {d.precision}; bf16 needs AVX512-BF16/AMX on CPU to be fast; fp16 is for CUDA)")
+    sp.add_argument("--optimizer", choices=("adam", "lbfgs"),
+                    help=f"Adam with Keras semantics (seed) or L-BFGS (seed: {d.optimizer})")
+    sp.add_argument("--scales", type=common.fraction_list, metavar="F,F",
+                    help="coarse-to-fine: fractions of --size optimized first, e.g. 0.25,0.5 (seed: none)")
+    sp.add_argument("--scale-steps", type=common.int_list, metavar="N,N",
+                    help="steps at each of --scales (same count)")
+    sp.add_argument("--stop-tol", type=common.nonneg_float, metavar="F",
+                    help="stop once the loss falls by less than this fraction over "
+                    f"{d.stop_window} steps (seed: 0 = never)")
+
     o = p.add_argument_group("output")
     o.add_argument("--save-every", type=common.nonneg_int, default=0, metavar="N",
                    help="also save the image every N steps as OUTPUT_stepNNNN.ext (the seed shows one per 100)")
@@ -56,7 +70,8 @@ def build_config(args: argparse.Namespace):
 
     cfg = get_preset(args.preset)
     changes = {}
-    for flag in ("size", "steps", "style_weight", "content_weight", "tv_weight", "lr", "seed"):
+    for flag in ("size", "steps", "style_weight", "content_weight", "tv_weight", "lr", "seed",
+                 "precision", "optimizer", "scales", "scale_steps", "stop_tol"):
         value = getattr(args, flag, None)
         if value is not None:
             changes[flag] = value
@@ -81,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     inputs = [Path(args.content)] + [Path(s) for s in args.styles]
     output = check_output_path(args.output, inputs=inputs, overwrite=args.overwrite)
     if args.save_every:
-        for step in range(args.save_every, cfg.steps + 1, args.save_every):
+        for step in range(args.save_every, cfg.steps + sum(cfg.scale_steps) + 1, args.save_every):
             check_output_path(intermediate_path(output, step), inputs=inputs, overwrite=args.overwrite)
     if args.style_weights is not None and len(args.style_weights) != len(args.styles):
         raise GafuError(f"--style-weights has {len(args.style_weights)} values for {len(args.styles)} style images")
@@ -99,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     saved = []
     last = None
     interrupted = False
-    bar = common.progress(cfg.steps, "stylize")
+    bar = common.progress(cfg.steps + sum(cfg.scale_steps), "stylize")
     try:
         for it in st.run(image_every=args.save_every):
             last = it
@@ -136,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
                 "seconds": round(last.elapsed, 3) if last else 0.0,
                 "seconds_per_step": round(last.elapsed / last.step, 4) if last else None,
                 "prepare_seconds": round(prepare_s, 3),
+                "fp32_fallback_steps": st.fp32_fallback_steps,
             }
         )
     return EXIT_INTERRUPTED if interrupted else 0
