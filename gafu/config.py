@@ -56,6 +56,17 @@ class StyleConfig:
     init: str = "content"  # 'content' (seed) or 'noise'
     seed: Optional[int] = 0  # random seed (matters for 'noise' init and nondeterministic kernels)
 
+    # Speed (gafu.speed): how the minimization runs; the loss minimized stays the one above -------
+    precision: str = "fp32"  # 'fp32' (seed) | 'bf16' | 'fp16': VGG19 activations in 16 bit, channels_last;
+    #                          the image, targets, Gram matrices, loss and optimizer state stay fp32
+    optimizer: str = "adam"  # 'adam': KerasAdam with lr/beta1/beta2/eps above (seed) | 'lbfgs' (gafu.lbfgs)
+    lbfgs_history: int = 10  # L-BFGS curvature pairs kept (each pair: 2 image-sized fp32 tensors)
+    scales: Tuple[float, ...] = ()  # coarse-to-fine: fractions of `size` optimized first, e.g. (0.25, 0.5); () = seed
+    scale_steps: Tuple[int, ...] = ()  # steps at each of `scales` (same length)
+    scale_lr: Optional[float] = None  # Adam learning rate at the coarse scales (None: lr)
+    stop_tol: float = 0.0  # stop early when the loss fell by less than this fraction over the last
+    stop_window: int = 20  # `stop_window` steps (stop_tol 0 = never stop early, as the seed)
+
     # Free-form label shown in summaries.
     name: str = field(default="custom", compare=False)
 
@@ -86,6 +97,24 @@ class StyleConfig:
             raise unknown_name("pooling", str(self.pooling), ["max", "avg"])
         if self.init not in ("content", "noise"):
             raise unknown_name("init", str(self.init), ["content", "noise"])
+        if self.precision not in ("fp32", "bf16", "fp16"):
+            raise unknown_name("precision", str(self.precision), ["fp32", "bf16", "fp16"])
+        if self.optimizer not in ("adam", "lbfgs"):
+            raise unknown_name("optimizer", str(self.optimizer), ["adam", "lbfgs"])
+        object.__setattr__(self, "scales", tuple(self.scales))
+        object.__setattr__(self, "scale_steps", tuple(self.scale_steps))
+        if len(self.scales) != len(self.scale_steps):
+            raise GafuError(f"scales has {len(self.scales)} sizes but scale_steps has {len(self.scale_steps)} step counts")
+        for v in self.scales:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 1:
+                raise GafuError(f"scales are fractions of size between 0 and 1 (e.g. 0.5), got {v!r}")
+        for v in self.scale_steps:
+            _check_int("each of scale_steps", v, 0)
+        if self.scale_lr is not None:
+            _check_float("scale_lr", self.scale_lr, allow_zero=False)
+        _check_float("stop_tol", self.stop_tol, allow_zero=True)
+        _check_int("stop_window", self.stop_window, 1)
+        _check_int("lbfgs_history", self.lbfgs_history, 1)
         if not self.content_layers and not self.style_layers:
             raise GafuError("at least one content or style layer is needed")
         # Normalise lists to tuples so configs hash and compare.
@@ -148,6 +177,11 @@ def _check_controls(cfg: "StyleConfig") -> None:
 #: Named presets. "seed" reproduces the TensorFlow tutorial run exactly.
 PRESETS: Dict[str, StyleConfig] = {
     "seed": StyleConfig(name="seed"),
+    # The seed's loss, minimized faster: bf16 VGG19 (fp32 image, targets, Gram, loss), L-BFGS,
+    # a coarse pass at half size. Tuned on benchmarks/bench_speed.py (see README "Speed").
+    "fast": StyleConfig(
+        name="fast", precision="bf16", optimizer="lbfgs", steps=300, scales=(0.5,), scale_steps=(100,)
+    ),
 }
 
 

@@ -21,12 +21,19 @@ def gram_matrix(features: torch.Tensor, mask: Optional[torch.Tensor] = None) -> 
             ``mask * F`` pairs and is normalised by ``sum(mask)`` (region statistics).
 
     Returns:
-        ``(B, C, C)``, same dtype as ``features``. This is the seed's normalisation
+        ``(B, C, C)``, same dtype as ``features``, except that 16-bit features (bf16/fp16, from a
+        reduced-precision extractor) give an fp32 Gram (:func:`gafu.speed.gram_lowp`). This is the seed's normalisation
         (``einsum('bijc,bijd->bcd') / (H*W)``); Gatys et al. (2016) use no normalisation and put
         ``1/(4 N^2 M^2)`` in the loss instead.
     """
     if features.ndim != 4:
         raise ValueError(f"gram_matrix expects (B, C, H, W), got shape {tuple(features.shape)}")
+    if features.dtype in (torch.bfloat16, torch.float16):
+        if mask is None:
+            from .speed import gram_lowp
+
+            return gram_lowp(features)
+        features = features.float()
     b, c, h, w = features.shape
     f = features.reshape(b, c, h * w)
     if mask is None:
@@ -97,7 +104,8 @@ class StyleLoss(nn.Module):
         return {name: getattr(self, f"g{i}") for i, name in enumerate(self.names)}
 
     def forward(self, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        grams = {name: gram_matrix(features[name].float()) for name in self.names}
+        # gram_matrix returns fp32 for 16-bit features (and widens them only where it must).
+        grams = {name: gram_matrix(features[name]) for name in self.names}
         return self.weight * style_loss(grams, self.targets())
 
 

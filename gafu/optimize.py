@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, Optional, Sequence, Union
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -24,7 +24,9 @@ from .config import StyleConfig
 from .errors import GafuError
 from .image import ImageLike, load_tensor, resize
 from .losses import ContentLoss, StyleLoss, blend_grams, gram_matrix, total_variation
+from .lbfgs import LBFGS
 from .optim import KerasAdam
+from .speed import dtype_of, keep_freed_memory, precision_supported
 from .vgg import VGG19Features, load_vgg19
 
 
@@ -33,16 +35,19 @@ class Iterate:
     """One optimizer step's report.
 
     ``loss`` and ``terms`` are evaluated on the image *before* this step's update (as the seed's
-    ``train_step`` computes them); ``image`` is the image *after* the update, present only on
-    the steps the caller asked for (and always on the last step).
+    ``train_step`` computes them), in the step's precision (``config.precision``; use
+    :meth:`StyleTransfer.evaluate` for the fp32 reference value); ``image`` is the image *after*
+    the update, present only on the steps the caller asked for (and always on the last step), at
+    the content's full size even during coarse-to-fine stages.
     """
 
-    step: int  # steps done so far (1-based)
-    steps: int  # steps planned
+    step: int  # steps done so far (1-based), all scales counted
+    steps: int  # steps planned (the loop may stop earlier with config.stop_tol)
     loss: float
     terms: Dict[str, float]
     elapsed: float  # seconds since the loop started
     image: Optional[torch.Tensor] = field(default=None, repr=False)
+    shape: Tuple[int, int] = (0, 0)  # (H, W) this step optimized at (smaller during coarse stages)
 
 
 def _as_tensor(image: Union[ImageLike, torch.Tensor], size: Optional[int], mode: str) -> torch.Tensor:
@@ -206,6 +211,11 @@ class StyleTransfer:
         self._image = start.to(self.device).clone().requires_grad_(True)
         self.optimizer = KerasAdam([self._image], lr=cfg.lr, beta1=cfg.beta1, beta2=cfg.beta2, eps=cfg.eps)
         self.steps_done = 0
+        self._weights = weights  # for the coarse stages of config.scales
+        self.fp32_fallback_steps = 0  # reduced-precision steps redone in fp32 (non-finite gradient)
+        # fp16 only: the loss (~1e9) is scaled down before backward so gradients fit fp16's range.
+        self._grad_scale = _FP16_GRAD_SCALE if cfg.precision == "fp16" else 1.0
+        self._lbfgs: Optional[LBFGS] = None
 
     def _finish(self, x: torch.Tensor) -> torch.Tensor:
         """The optimized pixels as the user gets them: the content's chroma put back in luminance
@@ -247,19 +257,34 @@ class StyleTransfer:
         """The current image, 1x3xHxW float32 in [0, 1], detached, on the CPU."""
         return self._finish(self._image.detach().clamp(0, 1)).clamp(0, 1).cpu().clone()
 
-    def loss_terms(self, image: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """Weighted loss terms of ``image`` (graph kept if it requires grad). Keys: style, content, tv, total."""
+    def loss_terms(self, image: torch.Tensor, *, precision: str = "fp32") -> Dict[str, torch.Tensor]:
+        """Weighted loss terms of ``image`` (graph kept if it requires grad). Keys: style, content, tv, total.
+
+        ``precision='fp32'`` is the reference (the seed's computation); 'bf16'/'fp16' run VGG19 in
+        16 bit (the fast path of :meth:`run`) against the same fp32 targets, with fp32 Gram
+        matrices and losses.
+        """
         cfg = self.config
-        feats = self.extractor(image)
+        feats = self.extractor(image) if precision == "fp32" else self._lowp_extractor(precision)(image)
         zero = image.new_zeros(())
         style = self.style_loss(feats) if self.style_loss is not None else zero
         content = self.content_loss(feats) if self.content_loss is not None else zero
         tv = cfg.tv_weight * total_variation(image) if cfg.tv_weight else zero
         return {"style": style, "content": content, "tv": tv, "total": style + content + tv}
 
+    def _lowp_extractor(self, precision: str) -> VGG19Features:
+        return load_vgg19(
+            self.extractor.requested,
+            weights=self._weights,
+            pooling=self.config.pooling,
+            device=self.device,
+            dtype=dtype_of(precision),
+        )
+
     def evaluate(self, image: Optional[torch.Tensor] = None) -> Dict[str, float]:
-        """Loss terms (floats) of ``image`` (default: the current image), without gradients."""
-        x = self._image.detach() if image is None else image.to(self.device)
+        """Loss terms (floats) of ``image`` (default: the current image), without gradients, in fp32."""
+        # clamp: a no-op for Adam (which clamps every step); L-BFGS keeps x unconstrained.
+        x = self._image.detach().clamp(0.0, 1.0) if image is None else image.to(self.device)
         with torch.no_grad():
             return {k: float(v) for k, v in self.loss_terms(x).items()}
 
@@ -268,24 +293,150 @@ class StyleTransfer:
 
         ``image_every=N`` attaches the current image to every N-th iterate (0: only the last).
         The loop can be stopped at any time; :attr:`image` is always the latest image.
+
+        With ``config.scales`` (coarse-to-fine), a fresh transfer first runs ``scale_steps`` at
+        each fraction of the size, each result upsampled to start the next; ``steps`` then run at
+        full size. With ``config.stop_tol`` the full-size stage stops once the loss stalls.
         """
-        total = self.config.steps if steps is None else int(steps)
-        x = self._image
+        cfg = self.config
+        total = cfg.steps if steps is None else int(steps)
+        problem = precision_supported(cfg.precision, self.device)
+        if problem is not None:
+            raise GafuError(problem)
+        sizes = [max(1, round(cfg.size * f)) for f in cfg.scales]
+        stages = list(zip(sizes, cfg.scale_steps)) if self.steps_done == 0 else []
+        planned = sum(n for _, n in stages) + total
         start = time.perf_counter()
+        # Numerics are untouched by the allocator setting; it only avoids per-step page faults.
+        with keep_freed_memory():
+            done = 0
+            if stages:
+                done = yield from self._coarse_to_fine(stages, planned, start, image_every)
+            yield from self._steps(total, offset=done, planned=planned, start=start, image_every=image_every)
+
+    # ------------------------------------------------------------------------------------------
+    def _coarse_to_fine(self, stages, planned: int, start: float, image_every: int):
+        """Run the coarse stages; leave the upsampled result in ``self._image``; return steps done."""
+        cfg = self.config
+        full = tuple(self.content.shape[-2:])
+        current = self._image.detach()
+        done = 0
+        smallest = 2 ** sum(1 for name in self.extractor.layers if name.startswith("pool"))
+        for size, _ in stages:
+            short = round(size * min(full) / max(full))
+            if short < smallest:
+                raise GafuError(
+                    f"coarse scale {size} px makes the short side {short} px; the VGG19 layers used "
+                    f"need at least {smallest} px (choose a larger scale)"
+                )
+        for size, n in stages:
+            sub_cfg = cfg.replace(
+                size=size,
+                steps=n,
+                scales=(),
+                scale_steps=(),
+                resize="antialias",  # downsampling the full-size tensors: filter them
+                lr=cfg.scale_lr if cfg.scale_lr is not None else cfg.lr,
+                stop_tol=0.0,
+            )
+            sub = StyleTransfer(
+                self.content,
+                self.styles,
+                sub_cfg,
+                style_weights=self.style_weights or None,
+                weights=self._weights,
+                device=self.device,
+                init_image=current,
+            )
+            for it in sub._steps(n, offset=done, planned=planned, start=start, image_every=0):
+                want = image_every and it.step % image_every == 0
+                image = resize(sub.image, full, antialias=True).clamp(0, 1) if want else None
+                yield Iterate(it.step, planned, it.loss, it.terms, it.elapsed, image, it.shape)
+            self.fp32_fallback_steps += sub.fp32_fallback_steps
+            self.steps_done += sub.steps_done
+            done += n
+            current = sub._image.detach().clamp(0.0, 1.0)
+        with torch.no_grad():
+            self._image.copy_(resize(current, full, antialias=True).clamp_(0.0, 1.0))
+        return done
+
+    def _steps(self, total: int, *, offset: int, planned: int, start: float, image_every: int) -> Iterator[Iterate]:
+        cfg = self.config
+        x = self._image
+        shape = tuple(x.shape[-2:])
+        history: List[float] = []
         for i in range(1, total + 1):
-            self.optimizer.zero_grad(set_to_none=True)
-            terms = self.loss_terms(x)
-            terms["total"].backward()
-            self.optimizer.step()
-            with torch.no_grad():
-                x.clamp_(0.0, 1.0)
+            if cfg.optimizer == "lbfgs":
+                terms = self._lbfgs_step(x)  # x stays unconstrained; the loss sees clamp(x)
+            else:
+                self.optimizer.zero_grad(set_to_none=True)
+                terms = self._loss_and_grad(x)
+                self.optimizer.step()
+                with torch.no_grad():
+                    x.clamp_(0.0, 1.0)
             self.steps_done += 1
-            want_image = i == total or (image_every and i % image_every == 0)
+            loss = float(terms["total"].detach())
+            history.append(loss)
+            stop = _stalled(history, cfg.stop_tol, cfg.stop_window)
+            want_image = i == total or stop or (image_every and (offset + i) % image_every == 0)
             yield Iterate(
-                step=i,
-                steps=total,
-                loss=float(terms["total"].detach()),
+                step=offset + i,
+                steps=planned,
+                loss=loss,
                 terms={k: float(v.detach()) for k, v in terms.items() if k != "total"},
                 elapsed=time.perf_counter() - start,
                 image=self.image if want_image else None,
+                shape=shape,
             )
+            if stop:
+                break
+
+    def _loss_and_grad(self, x: torch.Tensor, clamp: bool = False) -> Dict[str, torch.Tensor]:
+        """Loss terms of ``x`` (of ``clamp(x, 0, 1)`` if ``clamp``) with ``x.grad`` set.
+
+        Computed in the config's precision; a 16-bit step whose gradient is not finite is redone
+        in fp32 (counted in ``fp32_fallback_steps``).
+        """
+        precision = self.config.precision
+        image = x.clamp(0.0, 1.0) if clamp else x
+        terms = self.loss_terms(image, precision=precision)
+        scale = self._grad_scale
+        (terms["total"] * scale if scale != 1.0 else terms["total"]).backward()
+        if precision == "fp32":
+            return terms
+        if not bool(torch.isfinite(x.grad).all()):
+            # A 16-bit overflow (fp16's range is 65504): redo this step in fp32, scale down further.
+            self.fp32_fallback_steps += 1
+            if precision == "fp16":
+                self._grad_scale = scale / 16.0
+            x.grad = None
+            terms = self.loss_terms(image)
+            terms["total"].backward()
+        elif scale != 1.0:
+            x.grad.div_(scale)  # a power of two: exact
+        return terms
+
+    def _lbfgs_step(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """One L-BFGS iteration on the unconstrained ``x``; the loss is that of ``clamp(x, 0, 1)``."""
+        if self._lbfgs is None:
+            self._lbfgs = LBFGS(x, lr=1.0, history=self.config.lbfgs_history)
+
+        def closure():
+            x.grad = None
+            terms = self._loss_and_grad(x, clamp=True)
+            return terms["total"], terms
+
+        return self._lbfgs.step(closure)
+
+
+#: Initial loss scale of fp16 steps (a power of two). Seed-scale losses are ~1e9 and the image
+#: gradient reaches ~1e8; scaled by 2^-16 both sit well inside fp16's range (6e-8 .. 65504).
+_FP16_GRAD_SCALE = 2.0**-16
+
+
+def _stalled(history: List[float], tol: float, window: int) -> bool:
+    """True when the loss fell by less than ``tol`` (a fraction) over the last ``window`` steps."""
+    if tol <= 0 or len(history) <= window:
+        return False
+    before = history[-1 - window]
+    return before - history[-1] < tol * abs(before)

@@ -15,6 +15,7 @@ The network is truncated after the deepest requested layer: deeper weights are n
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 from typing import Dict, Iterable, Optional, Sequence, Tuple, Union
@@ -112,10 +113,49 @@ class VGG19Features(nn.Module):
         self.requires_grad_(False)
         self.eval()
         self.register_buffer("mean", torch.tensor(CAFFE_MEAN_BGR).view(1, 3, 1, 1), persistent=False)
+        # Set by reduced_precision(): compute dtype, memory format, Caffe scale/flip folded into conv1_1.
+        self.compute_dtype: Optional[torch.dtype] = None
+        self.channels_last = False
+        self.folded = False
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
-        """RGB [0,1] -> Caffe input: BGR, x255, minus mean pixel (``keras...vgg19.preprocess_input``)."""
-        return x.flip(1) * 255.0 - self.mean.to(x.dtype)
+        """RGB [0,1] -> Caffe input: BGR, x255, minus mean pixel (``keras...vgg19.preprocess_input``).
+
+        In a :meth:`reduced_precision` copy the x255 and the BGR flip live in conv1_1's weights and
+        this only subtracts the mean (in fp32), then casts to the compute dtype and layout.
+        """
+        if not self.folded:
+            return x.flip(1) * 255.0 - self.mean.to(x.dtype)
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        h = x.float() - self.mean_rgb01
+        return h.to(dtype=self.compute_dtype, memory_format=fmt)
+
+    def reduced_precision(self, dtype: torch.dtype, channels_last: bool = True) -> "VGG19Features":
+        """A copy that computes in ``dtype`` (bf16/fp16) with ``channels_last`` activations.
+
+        Input and output conventions are unchanged (fp32 RGB in [0, 1] in; features come out in
+        ``dtype``). The Caffe preprocessing ``255 * flip_rgb(x) - mean`` is folded exactly:
+        ``conv(255 * flip(x) - mean) = conv'(x - mean_rgb / 255)`` with conv1_1's input channels
+        flipped and scaled by 255 (zero padding of ``x - mean_rgb/255`` is zero padding of the
+        Caffe input, so borders agree too). The fold is done in fp32 before the cast.
+        """
+        m = copy.deepcopy(self)
+        if not m.folded:
+            first = m.convs[m.layers[0]]  # conv1_1
+            with torch.no_grad():
+                first.weight.copy_(first.weight.flip(1) * 255.0)
+            m.folded = True
+        m.to(dtype)
+        if channels_last:
+            m.to(memory_format=torch.channels_last)
+        # The mean stays fp32 (bf16 would round 103.939 to 104).
+        mean = torch.tensor(CAFFE_MEAN_BGR, device=self.mean.device).flip(0).view(1, 3, 1, 1) / 255.0
+        m.register_buffer("mean_rgb01", mean, persistent=False)
+        m.mean = self.mean.clone()
+        m.compute_dtype = dtype
+        m.channels_last = channels_last
+        m.requires_grad_(False)
+        return m
 
     def forward(self, x: torch.Tensor, layers: Optional[Iterable[str]] = None) -> Dict[str, torch.Tensor]:
         names = tuple(layers) if layers is not None else self.requested
@@ -151,8 +191,13 @@ def load_vgg19(
     weights: Union[str, os.PathLike, None] = None,
     pooling: str = "max",
     device: Union[str, torch.device] = "cpu",
+    dtype: Optional[torch.dtype] = None,
 ) -> VGG19Features:
-    """Build (or reuse) an extractor for ``layers`` on ``device``; weights are loaded once per process."""
+    """Build (or reuse) an extractor for ``layers`` on ``device``; weights are loaded once per process.
+
+    ``dtype`` bf16/fp16 gives the :meth:`VGG19Features.reduced_precision` copy (channels_last) of
+    the fp32 extractor; None or fp32 gives the fp32 extractor itself.
+    """
     from .weights import resolve_path
 
     path, _ = resolve_path(weights)
@@ -161,4 +206,11 @@ def load_vgg19(
     if model is None:
         model = VGG19Features(layers, weights=weights, pooling=pooling).to(device)
         _model_cache[key] = model
-    return model
+    if dtype is None or dtype == torch.float32:
+        return model
+    lowp_key = key + (str(dtype),)
+    lowp = _model_cache.get(lowp_key)
+    if lowp is None:
+        lowp = model.reduced_precision(dtype, channels_last=True)
+        _model_cache[lowp_key] = lowp
+    return lowp

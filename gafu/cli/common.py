@@ -55,6 +55,25 @@ def name_list(text: str) -> tuple[str, ...]:
     return items
 
 
+def int_list(text: str) -> tuple[int, ...]:
+    items = [s.strip() for s in text.split(",") if s.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError("expected a comma-separated list of whole numbers")
+    return tuple(nonneg_int(s) for s in items)
+
+
+def fraction_list(text: str) -> tuple[float, ...]:
+    out = []
+    for s in (s.strip() for s in text.split(",") if s.strip()):
+        value = nonneg_float(s)
+        if not 0 < value < 1:
+            raise argparse.ArgumentTypeError(f"expected fractions between 0 and 1, got '{s}'")
+        out.append(value)
+    if not out:
+        raise argparse.ArgumentTypeError("expected a comma-separated list of fractions")
+    return tuple(out)
+
+
 def float_list(text: str) -> tuple[float, ...]:
     out = []
     for s in text.split(","):

@@ -44,6 +44,19 @@ def register(sub) -> None:
     common.add_device_arg(g)
 
     add_control_args(p, d)
+    sp = p.add_argument_group("speed (how the loss is minimized; the loss itself is unchanged)")
+    sp.add_argument("--precision", choices=("fp32", "bf16", "fp16"),
+                    help="VGG19 activations in 16 bit (channels_last), image/targets/Gram/loss in fp32 "
+                    f"(seed: {d.precision}; bf16 needs AVX512-BF16/AMX on CPU to be fast; fp16 is for CUDA)")
+    sp.add_argument("--optimizer", choices=("adam", "lbfgs"),
+                    help=f"Adam with Keras semantics (seed) or L-BFGS (seed: {d.optimizer})")
+    sp.add_argument("--scales", type=common.fraction_list, metavar="F,F",
+                    help="coarse-to-fine: fractions of --size optimized first, e.g. 0.25,0.5 (seed: none)")
+    sp.add_argument("--scale-steps", type=common.int_list, metavar="N,N",
+                    help="steps at each of --scales (same count)")
+    sp.add_argument("--stop-tol", type=common.nonneg_float, metavar="F",
+                    help="stop once the loss falls by less than this fraction over "
+                    f"{d.stop_window} steps (seed: 0 = never)")
 
     o = p.add_argument_group("output")
     o.add_argument("--save-every", type=common.nonneg_int, default=0, metavar="N",
@@ -134,7 +147,8 @@ def build_config(args: argparse.Namespace):
 
     cfg = get_preset(args.preset)
     changes = {}
-    for flag in ("size", "steps", "style_weight", "content_weight", "tv_weight", "lr", "seed"):
+    for flag in ("size", "steps", "style_weight", "content_weight", "tv_weight", "lr", "seed",
+                 "precision", "optimizer", "scales", "scale_steps", "stop_tol"):
         value = getattr(args, flag, None)
         if value is not None:
             changes[flag] = value
@@ -174,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
     inputs = [Path(args.content)] + styles + extra
     output = check_output_path(args.output, inputs=inputs, overwrite=args.overwrite)
     if args.save_every:
-        for step in range(args.save_every, cfg.steps + 1, args.save_every):
+        for step in range(args.save_every, cfg.steps + sum(cfg.scale_steps) + 1, args.save_every):
             check_output_path(intermediate_path(output, step), inputs=inputs, overwrite=args.overwrite)
     report = getattr(args, "report", None)
     if report:
@@ -209,7 +223,7 @@ def run(args: argparse.Namespace) -> int:
     history = []  # iterates for --report
     initial = st.image if report else None
     every = args.save_every or (min(cfg.steps_per_epoch, max(1, cfg.steps // 10)) if report else 0)
-    bar = common.progress(cfg.steps, "stylize")
+    bar = common.progress(cfg.steps + sum(cfg.scale_steps), "stylize")
     try:
         for it in st.run(image_every=every):
             last = it
@@ -263,6 +277,7 @@ def run(args: argparse.Namespace) -> int:
                 "seconds_per_step": round(last.elapsed / last.step, 4) if last else None,
                 "prepare_seconds": round(prepare_s, 3),
                 "report": str(report) if report else None,
+                "fp32_fallback_steps": st.fp32_fallback_steps,
             }
         )
     return EXIT_INTERRUPTED if interrupted else 0
