@@ -115,6 +115,11 @@ class StyleTransfer:
         self.config = cfg = config if config is not None else StyleConfig(name="seed")
         self.device = torch.device(device)
         self._sources = {"mask": mask, "region_map": region_map, "init_image": init_image}
+        # What the coarse stages of config.scales need to rebuild this transfer at another size.
+        self._rebuild = dict(
+            styles=styles, style_weights=style_weights, weights=weights, device=device,
+            mask=mask, region_map=region_map, region_styles=region_styles, region_tolerance=region_tolerance,
+        )
         if styles is None:
             style_list = []
         else:
@@ -211,7 +216,6 @@ class StyleTransfer:
         self._image = start.to(self.device).clone().requires_grad_(True)
         self.optimizer = KerasAdam([self._image], lr=cfg.lr, beta1=cfg.beta1, beta2=cfg.beta2, eps=cfg.eps)
         self.steps_done = 0
-        self._weights = weights  # for the coarse stages of config.scales
         self.fp32_fallback_steps = 0  # reduced-precision steps redone in fp32 (non-finite gradient)
         # fp16 only: the loss (~1e9) is scaled down before backward so gradients fit fp16's range.
         self._grad_scale = _FP16_GRAD_SCALE if cfg.precision == "fp16" else 1.0
@@ -275,7 +279,7 @@ class StyleTransfer:
     def _lowp_extractor(self, precision: str) -> VGG19Features:
         return load_vgg19(
             self.extractor.requested,
-            weights=self._weights,
+            weights=self._rebuild["weights"],
             pooling=self.config.pooling,
             device=self.device,
             dtype=dtype_of(precision),
@@ -339,15 +343,8 @@ class StyleTransfer:
                 lr=cfg.scale_lr if cfg.scale_lr is not None else cfg.lr,
                 stop_tol=0.0,
             )
-            sub = StyleTransfer(
-                self.content,
-                self.styles,
-                sub_cfg,
-                style_weights=self.style_weights or None,
-                weights=self._weights,
-                device=self.device,
-                init_image=current,
-            )
+            # Same inputs and controls (mask, regions, colour, style scale) at the coarse size.
+            sub = StyleTransfer(self.content_rgb, config=sub_cfg, init_image=current, **self._rebuild)
             for it in sub._steps(n, offset=done, planned=planned, start=start, image_every=0):
                 want = image_every and it.step % image_every == 0
                 image = resize(sub.image, full, antialias=True).clamp(0, 1) if want else None
