@@ -13,8 +13,9 @@ object: per experiment the measured quantity without the control ("before") and 
             per-region style loss against each style (rows: regions, columns: styles), for the
             content, a single-style run and the region run;
 - scale:    dominant spatial frequency (spectral centroid, cycles/px) of the added texture for
-            style scales 0.5, 1, 2 (painting), and of a texture synthesized from a plaid of period 8 px (analytic check);
-- strength: style loss and content distance for strength 0, 0.5, 1;
+            style scales 0.5, 1, 2 with a painting and with a brick texture (CC0), and of a texture
+            synthesized from a plaid of period 8 px (analytic check: expected 1/(8 x scale));
+- strength: style and content loss (at the preset's weights) for strength 0 .. 1;
 - seed:     max |difference| of two runs with the same seed (noise init), and with another seed.
 
 With ``--out DIR`` every result is saved as PNG there, plus one contact sheet per experiment.
@@ -59,7 +60,7 @@ class Demo:
         self.photo = img / "content" / args.photo
         self.starry = img / "style" / "vangogh_starry_night.jpg"
         self.kandinsky = img / "style" / "kandinsky_composition_vii.jpg"
-        self.wave = img / "style" / "hokusai_great_wave_met_jp1847.jpg"
+        self.brick = img / "inspection" / "texture_brick_cc0.png"
         self.seconds = {}
 
     def run(self, name, content, styles, cfg=None, **kw):
@@ -165,16 +166,17 @@ class Demo:
         }
 
     def scale(self):
-        res = {"painting": {}, "plaid": {}}
-        images = []
-        for s in (0.5, 1.0, 2.0):
-            st = self.run(f"scale_{s:g}", self.photo, [self.starry], self.cfg.replace(style_scale=s))
-            res["painting"][f"{s:g}"] = {
-                "style_shape": list(st.styles[0].shape[-2:]),
-                "texture_centroid": r6(C.spectral_centroid(st.image, st.content_rgb)),
-            }
-            images.append(st.image)
-        self.sheet("scale", images)
+        res = {"painting": {}, "brick": {}, "plaid": {}}
+        for key, style in (("painting", self.starry), ("brick", self.brick)):
+            images = []
+            for s in (0.5, 1.0, 2.0):
+                st = self.run(f"scale_{key}_{s:g}", self.photo, [style], self.cfg.replace(style_scale=s))
+                res[key][f"{s:g}"] = {
+                    "style_shape": list(st.styles[0].shape[-2:]),
+                    "texture_centroid": r6(C.spectral_centroid(st.image, st.content_rgb)),
+                }
+                images.append(st.image)
+            self.sheet(f"scale_{key}", images)
         n = 64
         yy, xx = torch.meshgrid(torch.arange(float(n)), torch.arange(float(n)), indexing="ij")
         pat = 0.5 + 0.2 * torch.sin(2 * math.pi * xx / 8) + 0.2 * torch.sin(2 * math.pi * yy / 8)  # plaid
@@ -197,7 +199,7 @@ class Demo:
         res = {}
         images = []
         base = StyleTransfer(self.photo, [self.starry], self.cfg.replace(steps=0))  # one yardstick for all
-        for x in (0.0, 0.5, 1.0):
+        for x in (0.0, 0.25, 0.5, 0.75, 1.0):
             st = self.run(f"strength_{x:g}", self.photo, [self.starry], self.cfg.replace(strength=x))
             terms = base.evaluate(st._image.detach())
             res[f"{x:g}"] = {

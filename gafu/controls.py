@@ -23,8 +23,13 @@ Region maps (spatial control, Gatys et al. 2017)
     :func:`parse_color`, :func:`parse_region_styles` ("red=a.jpg,#00ff00=b.jpg"),
     :func:`label_masks` (nearest listed colour within a tolerance -> one mask per region).
 
-Weights
-    :func:`strength_to_style_weight`, :func:`style_size`.
+Weights and sizes
+    :func:`strength_to_style_weight`, :func:`effective_style_weight`, :func:`style_size`,
+    :func:`check_min_side`.
+
+Preparation (used by StyleTransfer) and measurements
+    :func:`prepare_mask`, :func:`prepare_style`, :func:`prepare_regions`; :func:`chroma_error`,
+    :func:`spectral_centroid` (dominant spatial frequency), :meth:`RegionStyleLoss.distances`.
 """
 
 from __future__ import annotations
@@ -388,7 +393,9 @@ def parse_region_styles(text: str) -> List[Tuple[str, str]]:
         if not raw.strip():
             continue
         if "=" not in raw:
-            raise GafuError(f"--region-styles expects COLOUR=STYLE items (e.g. red=a.jpg,blue=b.jpg), got '{raw.strip()}'")
+            raise GafuError(
+                f"--region-styles expects COLOUR=STYLE items (e.g. red=a.jpg,blue=b.jpg), got '{raw.strip()}'"
+            )
         label, path = raw.split("=", 1)
         label, path = label.strip(), path.strip()
         parse_color(label)
@@ -536,6 +543,10 @@ def strength_to_style_weight(strength: float, base: float) -> float:
 
     ``base * 10 ** (STRENGTH_DECADES * (strength - 0.5))``: 0.5 -> base, 0 -> base/100, 1 -> base*100
     (content weight unchanged). Equal steps of strength are equal ratios of style to content.
+
+    With the seed's optimizer (Adam, epsilon 0.1, gradients far larger than epsilon) the step size
+    does not depend on the loss scale, so only this ratio matters; in short runs the style loss is
+    limited by the number of steps and strengths above 0.5 change the result less than those below.
     """
     check_strength(strength)
     return float(base) * 10.0 ** (STRENGTH_DECADES * (float(strength) - 0.5))

@@ -149,7 +149,9 @@ class StyleTransfer:
         self.content = controls.gray3(self.content_rgb) if luma_only else self.content_rgb
 
         # Where to stylize: a mask, regions of a label map, or everywhere (None).
-        self.mask = controls.prepare_mask(mask, shape, feather=cfg.feather).to(self.device) if mask is not None else None
+        self.mask = None
+        if mask is not None:
+            self.mask = controls.prepare_mask(mask, shape, feather=cfg.feather).to(self.device)
         self.regions: list = []
         region_masks = None
         if region_styles is not None:
@@ -243,7 +245,12 @@ class StyleTransfer:
             "feather": cfg.feather,
             "region_map": _describe(src["region_map"]),
             "regions": [
-                {"label": r.label, "color": controls.color_hex(r.color), "style": _describe(r.style), "share": round(r.share, 6)}
+                {
+                    "label": r.label,
+                    "color": controls.color_hex(r.color),
+                    "style": _describe(r.style),
+                    "share": round(r.share, 6),
+                }
                 for r in self.regions
             ],
             "style_scale": cfg.style_scale,

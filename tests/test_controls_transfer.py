@@ -196,14 +196,20 @@ def test_style_scale_moves_the_texture_frequency():
 
 
 @pytest.mark.slow
-def test_style_scale_on_a_painting(content_path, style_path):
-    """The same on Starry Night at 128 px (slower): larger scale, lower dominant frequency."""
+def test_style_scale_on_a_real_texture(shared_images):
+    """A brick-wall texture as the style, on the cat at 192 px, 120 steps: larger style scale,
+    lower dominant frequency of what the transfer adds (measured: 0.194 at 0.5, 0.166 at 2).
+
+    (With a painting at this size the strokes are below a pixel at scale 0.5, so the painting's
+    spectra hardly move; benchmarks/controls_demo.py reports both.)"""
+    content = shared_images / "content" / "chelsea.png"
+    brick = shared_images / "inspection" / "texture_brick_cc0.png"
     out = {}
     for s in (0.5, 2.0):
-        st = StyleTransfer(content_path, [style_path], _cfg(size=128, steps=100, style_scale=s, strength=0.8))
+        st = StyleTransfer(content, [brick], _cfg(size=192, steps=120, lr=0.04, style_scale=s))
         list(st.run())
         out[s] = C.spectral_centroid(st.image, st.content_rgb)
-    assert out[0.5] > out[2.0], out
+    assert out[0.5] > 1.08 * out[2.0], out
 
 
 # ---------------------------------------------------------------------------------------------

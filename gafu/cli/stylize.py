@@ -91,7 +91,8 @@ def add_control_args(p: argparse.ArgumentParser, d) -> None:
                    help="content/style balance 0..1: style weight x 10^(4(X-0.5)), 0.5 = the preset's; "
                    "cannot be combined with --style-weight")
     c.add_argument("--init", metavar="content|noise|PATH",
-                   help="start image: the content (default), noise (uses --seed) or an image, e.g. a 'gafu fast' result")
+                   help="start image: the content (default), noise (uses --seed) or an image, "
+                   "e.g. a 'gafu fast' result")
 
 
 def _style_scale(text: str) -> float:
@@ -181,7 +182,9 @@ def run(args: argparse.Namespace) -> int:
     if region_styles is None and not args.styles:
         raise GafuError("no style image: give at least one, or --region-map with --region-styles")
     if region_styles is not None and args.style_weights is not None:
-        raise GafuError("--style-weights blends several style arguments; with --region-styles each region has one style")
+        raise GafuError(
+            "--style-weights blends several style arguments; with --region-styles each region has one style"
+        )
     init_path = init_image_path(args)
     styles = [Path(s) for s in args.styles] if region_styles is None else [Path(s) for _, s in region_styles]
     extra = [Path(x) for x in (args.mask, args.region_map, init_path) if x is not None]
