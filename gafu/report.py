@@ -410,7 +410,7 @@ def write_run_report(
         "history": history,
     }
     files["json"] = str(d / "report.json")
-    atomic_write(d / "report.json", lambda fh: fh.write(json.dumps(report, indent=2, default=_json_default).encode()))
+    atomic_write(d / "report.json", lambda fh: fh.write(json.dumps(report, indent=2, default=json_default).encode()))
     result_src = None
     output = summary.get("output")
     if output and Path(output).is_file():
@@ -432,7 +432,8 @@ def _caption(im: Image.Image, text: str) -> Image.Image:
     return out
 
 
-def _json_default(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
+    """``json.dump(default=...)`` for gafu's summaries: paths, tuples, numpy/torch scalars, non-finite floats."""
     if isinstance(obj, Path):
         return str(obj)
     if isinstance(obj, tuple):

@@ -115,20 +115,12 @@ def progress(total: int, desc: str) -> Any:
 
 
 def print_json(data: dict) -> None:
-    json.dump(data, sys.stdout, indent=2, sort_keys=False, default=_json_default)
+    from ..report import json_default
+
+    json.dump(data, sys.stdout, indent=2, sort_keys=False, default=json_default)
     sys.stdout.write("\n")
 
 
-def _json_default(obj: Any) -> Any:
-    from pathlib import Path
-
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, tuple):
-        return list(obj)
-    if hasattr(obj, "item"):
-        return obj.item()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 Handler = Callable[[argparse.Namespace], int]
