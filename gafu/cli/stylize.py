@@ -43,9 +43,10 @@ def register(sub) -> None:
     common.add_device_arg(g)
 
     sp = p.add_argument_group("speed (how the loss is minimized; the loss itself is unchanged)")
-    sp.add_argument("--precision", choices=("fp32", "bf16", "fp16"),
+    sp.add_argument("--precision", choices=("fp32", "bf16", "fp16", "auto"),
                     help="VGG19 activations in 16 bit (channels_last), image/targets/Gram/loss in fp32 "
-                    f"(seed: {d.precision}; bf16 needs AVX512-BF16/AMX on CPU to be fast; fp16 is for CUDA)")
+                    f"(seed: {d.precision}; bf16 needs AVX512-BF16/AMX on CPU to be fast; fp16 is for CUDA; "
+                    "auto: bf16 where the hardware has it, else fp32)")
     sp.add_argument("--optimizer", choices=("adam", "lbfgs"),
                     help=f"Adam with Keras semantics (seed) or L-BFGS (seed: {d.optimizer})")
     sp.add_argument("--scales", type=common.fraction_list, metavar="F,F",
@@ -151,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
                 "seconds": round(last.elapsed, 3) if last else 0.0,
                 "seconds_per_step": round(last.elapsed / last.step, 4) if last else None,
                 "prepare_seconds": round(prepare_s, 3),
+                "precision_used": st.precision,
                 "fp32_fallback_steps": st.fp32_fallback_steps,
             }
         )
