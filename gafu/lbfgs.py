@@ -17,6 +17,16 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
+#: Memory for curvature pairs: each pair holds two fp32 copies of the image. A 512 px image pair
+#: is ~4 MB, a 4096 px one ~270 MB; the history is cut to fit this budget (at least 3 pairs).
+MEMORY_BUDGET_BYTES = 256 * 1024 * 1024
+
+
+def history_for(numel: int, wanted: int, budget: int = MEMORY_BUDGET_BYTES) -> int:
+    """Curvature pairs to keep for an ``numel``-element fp32 tensor: ``wanted``, capped by ``budget``."""
+    return max(1, min(wanted, max(3, budget // (2 * 4 * max(1, numel)))))
+
+
 #: closure() -> (total loss tensor, terms); it must leave the gradient in ``x.grad``.
 Closure = Callable[[], Tuple[torch.Tensor, Dict[str, torch.Tensor]]]
 
@@ -112,6 +122,11 @@ class LBFGS:
             self._rho.append(1.0 / ys)
         self._cached = (f1, g1, terms1)
         return terms0
+
+    def forget_point(self) -> None:
+        """Re-evaluate the current point on the next step (the objective changed, e.g. its precision);
+        the curvature pairs are kept."""
+        self._cached = None
 
     def _reset(self) -> None:
         self._s.clear()

@@ -24,9 +24,9 @@ from .config import StyleConfig
 from .errors import GafuError
 from .image import ImageLike, load_tensor, resize
 from .losses import ContentLoss, StyleLoss, blend_grams, gram_matrix, total_variation
-from .lbfgs import LBFGS
+from .lbfgs import LBFGS, history_for
 from .optim import KerasAdam
-from .speed import dtype_of, keep_freed_memory, precision_supported
+from .speed import dtype_of, keep_freed_memory, resolve_precision
 from .vgg import VGG19Features, load_vgg19
 
 
@@ -35,7 +35,7 @@ class Iterate:
     """One optimizer step's report.
 
     ``loss`` and ``terms`` are evaluated on the image *before* this step's update (as the seed's
-    ``train_step`` computes them), in the step's precision (``config.precision``; use
+    ``train_step`` computes them), in the step's precision (:attr:`StyleTransfer.precision`; use
     :meth:`StyleTransfer.evaluate` for the fp32 reference value); ``image`` is the image *after*
     the update, present only on the steps the caller asked for (and always on the last step), at
     the content's full size even during coarse-to-fine stages.
@@ -218,9 +218,10 @@ class StyleTransfer:
         self._image = start.to(self.device).clone().requires_grad_(True)
         self.optimizer = KerasAdam([self._image], lr=cfg.lr, beta1=cfg.beta1, beta2=cfg.beta2, eps=cfg.eps)
         self.steps_done = 0
+        self.precision = resolve_precision(cfg.precision, self.device)  # 'auto' -> what this device runs fast
         self.fp32_fallback_steps = 0  # reduced-precision steps redone in fp32 (non-finite gradient)
         # fp16 only: the loss (~1e9) is scaled down before backward so gradients fit fp16's range.
-        self._grad_scale = _FP16_GRAD_SCALE if cfg.precision == "fp16" else 1.0
+        self._grad_scale = _FP16_GRAD_SCALE
         self._lbfgs: Optional[LBFGS] = None
 
     def _finish(self, x: torch.Tensor) -> torch.Tensor:
@@ -311,9 +312,6 @@ class StyleTransfer:
         """
         cfg = self.config
         total = cfg.steps if steps is None else int(steps)
-        problem = precision_supported(cfg.precision, self.device)
-        if problem is not None:
-            raise GafuError(problem)
         sizes = [max(1, round(cfg.size * f)) for f in cfg.scales]
         stages = list(zip(sizes, cfg.scale_steps)) if self.steps_done == 0 else []
         planned = sum(n for _, n in stages) + total
@@ -369,12 +367,24 @@ class StyleTransfer:
         x = self._image
         shape = tuple(x.shape[-2:])
         history: List[float] = []
-        for i in range(1, total + 1):
+        # With 16-bit precision the last `polish_steps` steps run in fp32: the image then fits the
+        # fp32 network (the reference), not the 16-bit one's rounding. An early stop skips ahead to them.
+        precision = self.precision
+        polish = min(cfg.polish_steps, total) if precision != "fp32" else 0
+        end = total
+        i = 0
+        while i < end:
+            i += 1
+            if polish and precision != "fp32" and i > end - polish:
+                precision = "fp32"
+                history.clear()
+                if self._lbfgs is not None:
+                    self._lbfgs.forget_point()  # its cached loss/gradient are 16-bit values
             if cfg.optimizer == "lbfgs":
-                terms = self._lbfgs_step(x)  # x stays unconstrained; the loss sees clamp(x)
+                terms = self._lbfgs_step(x, precision)  # x stays unconstrained; the loss sees clamp(x)
             else:
                 self.optimizer.zero_grad(set_to_none=True)
-                terms = self._loss_and_grad(x)
+                terms = self._loss_and_grad(x, precision=precision)
                 self.optimizer.step()
                 with torch.no_grad():
                     x.clamp_(0.0, 1.0)
@@ -382,7 +392,9 @@ class StyleTransfer:
             loss = float(terms["total"].detach())
             history.append(loss)
             stop = _stalled(history, cfg.stop_tol, cfg.stop_window)
-            want_image = i == total or stop or (image_every and (offset + i) % image_every == 0)
+            if stop and polish and precision != "fp32":
+                end, stop = i + polish, False
+            want_image = i == end or stop or (image_every and (offset + i) % image_every == 0)
             yield Iterate(
                 step=offset + i,
                 steps=planned,
@@ -395,16 +407,18 @@ class StyleTransfer:
             if stop:
                 break
 
-    def _loss_and_grad(self, x: torch.Tensor, clamp: bool = False) -> Dict[str, torch.Tensor]:
+    def _loss_and_grad(
+        self, x: torch.Tensor, clamp: bool = False, precision: Optional[str] = None
+    ) -> Dict[str, torch.Tensor]:
         """Loss terms of ``x`` (of ``clamp(x, 0, 1)`` if ``clamp``) with ``x.grad`` set.
 
-        Computed in the config's precision; a 16-bit step whose gradient is not finite is redone
-        in fp32 (counted in ``fp32_fallback_steps``).
+        Computed in ``precision`` (default: :attr:`precision`); a 16-bit step whose gradient is not
+        finite is redone in fp32 (counted in ``fp32_fallback_steps``).
         """
-        precision = self.config.precision
+        precision = self.precision if precision is None else precision
+        scale = self._grad_scale if precision == "fp16" else 1.0
         image = x.clamp(0.0, 1.0) if clamp else x
         terms = self.loss_terms(image, precision=precision)
-        scale = self._grad_scale
         (terms["total"] * scale if scale != 1.0 else terms["total"]).backward()
         if precision == "fp32":
             return terms
@@ -420,14 +434,15 @@ class StyleTransfer:
             x.grad.div_(scale)  # a power of two: exact
         return terms
 
-    def _lbfgs_step(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def _lbfgs_step(self, x: torch.Tensor, precision: str) -> Dict[str, torch.Tensor]:
         """One L-BFGS iteration on the unconstrained ``x``; the loss is that of ``clamp(x, 0, 1)``."""
         if self._lbfgs is None:
-            self._lbfgs = LBFGS(x, lr=1.0, history=self.config.lbfgs_history)
+            history = history_for(x.numel(), self.config.lbfgs_history)
+            self._lbfgs = LBFGS(x, lr=1.0, history=history)
 
         def closure():
             x.grad = None
-            terms = self._loss_and_grad(x, clamp=True)
+            terms = self._loss_and_grad(x, clamp=True, precision=precision)
             return terms["total"], terms
 
         return self._lbfgs.step(closure)

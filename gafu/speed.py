@@ -28,8 +28,8 @@ from typing import Dict, Iterator, Optional
 
 import torch
 
-#: Names accepted by ``StyleConfig.precision`` and ``--precision``.
-PRECISIONS = ("fp32", "bf16", "fp16")
+#: Names accepted by ``StyleConfig.precision`` and ``--precision`` ('auto': see resolve_precision).
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 
 _DTYPES: Dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -39,9 +39,22 @@ def dtype_of(precision: str) -> torch.dtype:
     return _DTYPES[precision]
 
 
+def cpu_has_native_bf16() -> bool:
+    """True if this CPU computes bf16 dot products in hardware (AVX512-BF16 or AMX)."""
+    cpu = getattr(torch, "cpu", None)
+    for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
+        fn = getattr(cpu, probe, None)
+        try:
+            if fn is not None and fn():
+                return True
+        except RuntimeError:
+            pass
+    return False
+
+
 def precision_supported(precision: str, device: torch.device) -> Optional[str]:
     """None if ``precision`` can run on ``device``, else a one-line reason."""
-    if precision == "fp32":
+    if precision in ("fp32", "auto"):
         return None
     if device.type == "cuda":
         if precision == "bf16" and not torch.cuda.is_bf16_supported():
@@ -50,6 +63,24 @@ def precision_supported(precision: str, device: torch.device) -> Optional[str]:
     if device.type == "cpu":
         return None  # oneDNN runs bf16 natively with AVX512-BF16/AMX and emulates it elsewhere (slower)
     return f"reduced precision is not set up for device type '{device.type}'"
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """The precision a run uses: 'auto' becomes bf16 where the hardware computes it natively
+    (CUDA with bf16, else fp16; CPUs with AVX512-BF16 or AMX), fp32 elsewhere (bf16 emulated on
+    an older CPU is slower than fp32). Other names are checked and returned."""
+    from .errors import GafuError
+
+    if precision == "auto":
+        if device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        if device.type == "cpu" and cpu_has_native_bf16():
+            return "bf16"
+        return "fp32"
+    problem = precision_supported(precision, device)
+    if problem is not None:
+        raise GafuError(problem)
+    return precision
 
 
 # ---------------------------------------------------------------------------------------------

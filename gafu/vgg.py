@@ -105,10 +105,11 @@ class VGG19Features(nn.Module):
         for name in self.layers:
             if name.startswith("conv"):
                 weight, bias = w[_WEIGHT_NAME[name]]
-                conv = nn.Conv2d(weight.shape[1], weight.shape[0], 3, padding=1)
-                with torch.no_grad():
-                    conv.weight.copy_(weight)
-                    conv.bias.copy_(bias)
+                # Share the (process-wide cached) weight tensors instead of copying them: ~60 MB
+                # less per process. Nothing here writes to them (reduced_precision() copies first).
+                conv = nn.Conv2d(weight.shape[1], weight.shape[0], 3, padding=1, device="meta")
+                conv.weight = nn.Parameter(weight.detach().to(torch.float32).contiguous(), requires_grad=False)
+                conv.bias = nn.Parameter(bias.detach().to(torch.float32).contiguous(), requires_grad=False)
                 self.convs[name] = conv
         self.requires_grad_(False)
         self.eval()

@@ -277,6 +277,16 @@ def test_lbfgs_minimizes_a_quadratic():
     assert opt.evaluations < 90  # about one evaluation per iteration
 
 
+def test_lbfgs_history_is_capped_by_memory():
+    from gafu.lbfgs import history_for
+
+    assert history_for(3 * 512 * 340, 30) == 30  # 512 px: 30 pairs are ~125 MB
+    assert history_for(3 * 4096 * 2720, 30) == 3  # 4096 px: one pair is ~270 MB, keep the minimum
+    assert history_for(3 * 1024 * 680, 30) == 16  # 256 MB / (2 x 8.4 MB)
+    assert history_for(3 * 2048 * 1360, 30) == 4
+    assert history_for(100, 5) == 5
+
+
 def test_lbfgs_in_style_transfer_beats_adam_at_equal_steps(content_path, style_path):
     cfg = get_preset("seed").replace(size=48, steps=12)
     adam = StyleTransfer(content_path, [style_path], cfg)
@@ -344,6 +354,16 @@ def test_config_validation():
     assert StyleConfig(scales=[0.5], scale_steps=[5]).scales == (0.5,)
 
 
+def test_auto_precision_is_bf16_only_where_native(content_path, style_path):
+    from gafu.speed import cpu_has_native_bf16, resolve_precision
+
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu) == ("bf16" if cpu_has_native_bf16() else "fp32")
+    assert resolve_precision("fp16", cpu) == "fp16" and resolve_precision("fp32", cpu) == "fp32"
+    st = StyleTransfer(content_path, [style_path], get_preset("seed").replace(size=32, steps=0, precision="auto"))
+    assert st.precision == resolve_precision("auto", cpu)
+
+
 def test_keep_freed_memory_is_reentrant():
     with keep_freed_memory() as outer:
         with keep_freed_memory() as inner:
@@ -407,3 +427,35 @@ def test_cuda_fast_preset_lbfgs_multiscale(content_path, style_path):
     start = st.evaluate()["total"]
     its = list(st.run())
     assert len(its) == 30 and st.evaluate()["total"] < 0.2 * start
+
+
+def _record_precisions(st):
+    seen = []
+    original = st.loss_terms
+
+    def spy(image, *, precision="fp32"):
+        seen.append(precision)
+        return original(image, precision=precision)
+
+    st.loss_terms = spy
+    return seen
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+def test_polish_steps_run_last_in_fp32(content_path, style_path, optimizer):
+    cfg = get_preset("seed").replace(size=32, steps=5, precision="bf16", polish_steps=2, optimizer=optimizer)
+    st = StyleTransfer(content_path, [style_path], cfg)
+    seen = _record_precisions(st)
+    its = list(st.run())
+    assert len(its) == 5
+    first = seen.index("fp32")
+    assert first >= 3 and set(seen[:first]) == {"bf16"} and set(seen[first:]) == {"fp32"}
+    assert its[-1].image is not None
+
+
+def test_early_stop_goes_to_the_polish_steps(content_path, style_path):
+    cfg = get_preset("seed").replace(size=32, steps=40, precision="bf16", polish_steps=2, stop_tol=0.9, stop_window=2)
+    st = StyleTransfer(content_path, [style_path], cfg)
+    seen = _record_precisions(st)
+    its = list(st.run())
+    assert len(its) < 40 and seen[-2:] == ["fp32", "fp32"] and seen.count("fp32") == 2

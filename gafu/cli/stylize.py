@@ -45,9 +45,10 @@ def register(sub) -> None:
 
     add_control_args(p, d)
     sp = p.add_argument_group("speed (how the loss is minimized; the loss itself is unchanged)")
-    sp.add_argument("--precision", choices=("fp32", "bf16", "fp16"),
+    sp.add_argument("--precision", choices=("fp32", "bf16", "fp16", "auto"),
                     help="VGG19 activations in 16 bit (channels_last), image/targets/Gram/loss in fp32 "
-                    f"(seed: {d.precision}; bf16 needs AVX512-BF16/AMX on CPU to be fast; fp16 is for CUDA)")
+                    f"(seed: {d.precision}; bf16 needs AVX512-BF16/AMX on CPU to be fast; fp16 is for CUDA; "
+                    "auto: bf16 where the hardware has it, else fp32)")
     sp.add_argument("--optimizer", choices=("adam", "lbfgs"),
                     help=f"Adam with Keras semantics (seed) or L-BFGS (seed: {d.optimizer})")
     sp.add_argument("--scales", type=common.fraction_list, metavar="F,F",
@@ -280,6 +281,7 @@ def run(args: argparse.Namespace) -> int:
                 "seconds_per_step": round(last.elapsed / last.step, 4) if last else None,
                 "prepare_seconds": round(prepare_s, 3),
                 "report": str(report) if report else None,
+                "precision_used": st.precision,
                 "fp32_fallback_steps": st.fp32_fallback_steps,
             }
         )
