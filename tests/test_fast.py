@@ -17,17 +17,14 @@ import pytest
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-IMAGES = ROOT.parent / "shared" / "images"
 
 fast = pytest.importorskip("gafu.fast")
 ort = pytest.importorskip("onnxruntime", reason="gafu fast needs onnxruntime")
 
 
 @pytest.fixture(scope="module")
-def images() -> Path:
-    if not (IMAGES / "MANIFEST.md").exists():
-        pytest.skip(f"shared test images not found at {IMAGES}")
-    return IMAGES
+def images(shared_images) -> Path:
+    return shared_images
 
 
 @pytest.fixture(scope="module")
