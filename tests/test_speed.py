@@ -396,6 +396,27 @@ def test_cli_speed_flags(tmp_path, content_path, style_path):
     assert bad.returncode == 2 and "scale_steps" in bad.stderr and "Traceback" not in bad.stderr
     bad = _cli(str(content_path), str(style_path), "-o", str(tmp_path / "x.png"), "--precision", "fp8", cwd=tmp_path)
     assert bad.returncode == 2
+    bad = _cli(str(content_path), str(style_path), "-o", str(tmp_path / "x.png"), "--lr", "0.1", cwd=tmp_path)
+    assert bad.returncode == 2 and "--optimizer adam" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_fast_preset_is_the_cli_default_and_seed_stays_available(tmp_path, content_path, style_path):
+    import argparse
+
+    from gafu.cli import stylize
+
+    parser = argparse.ArgumentParser()
+    stylize.register(parser.add_subparsers())
+    args = parser.parse_args(["stylize", str(content_path), str(style_path), "-o", "x.png"])
+    assert args.preset == "fast"
+    assert stylize.build_config(args) == get_preset("fast")
+    args = parser.parse_args(["stylize", str(content_path), str(style_path), "-o", "x.png", "--preset", "seed"])
+    assert stylize.build_config(args) == get_preset("seed") == StyleConfig()
+    fast = get_preset("fast")
+    assert (fast.optimizer, fast.precision, fast.size, fast.resize) == ("lbfgs", "auto", 512, "seed")
+    # the loss it minimizes is the seed's
+    for k in ("content_layers", "style_layers", "style_weight", "content_weight", "tv_weight", "pooling", "init"):
+        assert getattr(fast, k) == getattr(StyleConfig(), k)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -422,7 +443,7 @@ def test_cuda_reduced_precision_matches_cpu_fp32(content_path, style_path, preci
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_fast_preset_lbfgs_multiscale(content_path, style_path):
-    cfg = get_preset("fast").replace(size=96, steps=20, scales=(0.5,), scale_steps=(10,))
+    cfg = get_preset("fast").replace(size=96, steps=20, scales=(0.5,), scale_steps=(10,), stop_tol=0.0)
     st = StyleTransfer(content_path, [style_path], cfg, device="cuda")
     start = st.evaluate()["total"]
     its = list(st.run())

@@ -29,7 +29,9 @@ def register(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT (and intermediates) if they exist")
 
     g = p.add_argument_group("settings (defaults come from the preset)")
-    g.add_argument("--preset", default="seed", choices=sorted(PRESETS), help="starting settings (default: seed)")
+    g.add_argument("--preset", default="fast", choices=sorted(PRESETS),
+                   help="starting settings (default: fast = the seed's loss minimized by L-BFGS in bf16 where the "
+                   "hardware has it; seed = the TensorFlow tutorial exactly)")
     g.add_argument("--size", type=common.positive_int, help=f"longest side in pixels (seed: {d.size})")
     g.add_argument("--steps", type=common.nonneg_int, help=f"optimizer steps (seed: {d.steps})")
     g.add_argument("--style-weight", type=common.nonneg_float, help=f"style loss weight (seed: {d.style_weight:g})")
@@ -161,7 +163,12 @@ def build_config(args: argparse.Namespace):
                 canonical(name)  # unknown layer -> GafuError with did-you-mean
             changes[flag] = value
     changes.update(control_changes(args))
-    return cfg.replace(**changes) if changes else cfg
+    cfg = cfg.replace(**changes) if changes else cfg
+    if getattr(args, "lr", None) is not None and cfg.optimizer != "adam":
+        from ..errors import GafuError
+
+        raise GafuError(f"--lr sets Adam's learning rate; preset '{args.preset}' uses {cfg.optimizer} (add --optimizer adam)")
+    return cfg
 
 
 def intermediate_path(output: Path, step: int) -> Path:
