@@ -126,7 +126,10 @@ def test_demo_writes_results(tmp_path, capsys):
     out_dir = tmp_path / "demo"
     code, stdout, err = run(["demo", "-o", str(out_dir), "--size", "32", "--steps", "2", "--json"], capsys)
     assert code == 0, err
-    results = json.loads(stdout)["results"]
+    summary = json.loads(stdout)
+    # the demo runs gafu stylize's default (the fast preset) unless told otherwise
+    assert summary["preset"] == "fast" and summary["settings"]["optimizer"] == "lbfgs"
+    results = summary["results"]
     assert len(results) == 2
     for r in results:
         with Image.open(r["output"]) as im:
@@ -135,3 +138,8 @@ def test_demo_writes_results(tmp_path, capsys):
             assert im.size == src.size  # the fast mode keeps the photo's own resolution
     code, _, err = run(["demo", "-o", str(out_dir), "--size", "32", "--steps", "2"], capsys)
     assert "already exists" in _one_line_error(code, err)
+    code, stdout, err = run(["demo", "-o", str(tmp_path / "seed"), "--size", "32", "--steps", "1", "--preset", "seed",
+                             "--json"], capsys)
+    assert code == 0, err
+    summary = json.loads(stdout)
+    assert summary["settings"]["optimizer"] == "adam" and summary["results"][0]["steps"] == 1

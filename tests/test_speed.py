@@ -414,6 +414,12 @@ def test_fast_preset_is_the_cli_default_and_seed_stays_available(tmp_path, conte
     assert stylize.build_config(args) == get_preset("seed") == StyleConfig()
     fast = get_preset("fast")
     assert (fast.optimizer, fast.precision, fast.size, fast.resize) == ("lbfgs", "auto", 512, "seed")
+    # the library's one-call API has the same default
+    import inspect
+
+    import gafu
+
+    assert inspect.signature(gafu.stylize).parameters["preset"].default == "fast"
     # the loss it minimizes is the seed's
     for k in ("content_layers", "style_layers", "style_weight", "content_weight", "tv_weight", "pooling", "init"):
         assert getattr(fast, k) == getattr(StyleConfig(), k)

@@ -16,6 +16,7 @@ def register(sub) -> None:
     from ..config import PRESETS, StyleConfig
 
     d = StyleConfig()
+    f = PRESETS["fast"]
     p = sub.add_parser(
         "stylize",
         help="stylize a photo by optimization over VGG19 (Gatys et al.)",
@@ -33,11 +34,11 @@ def register(sub) -> None:
                    help="starting settings (default: fast = the seed's loss minimized by L-BFGS in bf16 where the "
                    "hardware has it; seed = the TensorFlow tutorial exactly)")
     g.add_argument("--size", type=common.positive_int, help=f"longest side in pixels (seed: {d.size})")
-    g.add_argument("--steps", type=common.nonneg_int, help=f"optimizer steps (seed: {d.steps})")
+    g.add_argument("--steps", type=common.nonneg_int, help=f"optimizer steps (fast: {f.steps}, stops early when the loss stalls; seed: {d.steps})")
     g.add_argument("--style-weight", type=common.nonneg_float, help=f"style loss weight (seed: {d.style_weight:g})")
     g.add_argument("--content-weight", type=common.nonneg_float, help=f"content loss weight (seed: {d.content_weight:g})")
     g.add_argument("--tv-weight", type=common.nonneg_float, help=f"total variation weight (seed: {d.tv_weight:g}; tutorial's TV run: 30)")
-    g.add_argument("--lr", type=common.positive_float, help=f"Adam learning rate (seed: {d.lr:g})")
+    g.add_argument("--lr", type=common.positive_float, help=f"Adam learning rate, with --optimizer adam (seed: {d.lr:g})")
     g.add_argument("--content-layers", type=common.name_list, help=f"comma-separated (seed: {','.join(d.content_layers)})")
     g.add_argument("--style-layers", type=common.name_list, help=f"comma-separated (seed: {','.join(d.style_layers)})")
     g.add_argument("--style-weights", type=common.float_list, help="blend weights of several style images, e.g. 0.7,0.3")
@@ -49,17 +50,17 @@ def register(sub) -> None:
     sp = p.add_argument_group("speed (how the loss is minimized; the loss itself is unchanged)")
     sp.add_argument("--precision", choices=("fp32", "bf16", "fp16", "auto"),
                     help="VGG19 activations in 16 bit (channels_last), image/targets/Gram/loss in fp32 "
-                    f"(seed: {d.precision}; bf16 needs AVX512-BF16/AMX on CPU to be fast; fp16 is for CUDA; "
+                    f"(fast: {f.precision}; seed: {d.precision}; bf16 needs AVX512-BF16/AMX on CPU to be fast; fp16 is for CUDA; "
                     "auto: bf16 where the hardware has it, else fp32)")
     sp.add_argument("--optimizer", choices=("adam", "lbfgs"),
-                    help=f"Adam with Keras semantics (seed) or L-BFGS (seed: {d.optimizer})")
+                    help=f"Adam with Keras semantics or L-BFGS (fast: {f.optimizer}; seed: {d.optimizer})")
     sp.add_argument("--scales", type=common.fraction_list, metavar="F,F",
                     help="coarse-to-fine: fractions of --size optimized first, e.g. 0.25,0.5 (seed: none)")
     sp.add_argument("--scale-steps", type=common.int_list, metavar="N,N",
                     help="steps at each of --scales (same count)")
     sp.add_argument("--stop-tol", type=common.nonneg_float, metavar="F",
                     help="stop once the loss falls by less than this fraction over "
-                    f"{d.stop_window} steps (seed: 0 = never)")
+                    f"{d.stop_window} steps (fast: {f.stop_tol:g}; seed: 0 = never)")
 
     o = p.add_argument_group("output")
     o.add_argument("--save-every", type=common.nonneg_int, default=0, metavar="N",
