@@ -50,6 +50,8 @@ class LBFGS:
     ) -> None:
         if not lr > 0 or not first_step > 0:
             raise ValueError(f"lr and first_step must be > 0, got {lr}, {first_step}")
+        if not x.is_contiguous():
+            raise ValueError("LBFGS updates a flat view of x: pass a contiguous tensor (x.contiguous())")
         self.x = x
         self.lr = float(lr)
         self.first_step = float(first_step)

@@ -215,7 +215,9 @@ class StyleTransfer:
             start = self.content.detach().cpu()
         if luma_only:
             start = controls.gray3(start)
-        self._image = start.to(self.device).clone().requires_grad_(True)
+        # Contiguous whatever the source's strides (an image already at the target size comes from
+        # PIL's HWC array as a permuted view): L-BFGS works on a flat view of it.
+        self._image = start.to(self.device).clone(memory_format=torch.contiguous_format).requires_grad_(True)
         self.optimizer = KerasAdam([self._image], lr=cfg.lr, beta1=cfg.beta1, beta2=cfg.beta2, eps=cfg.eps)
         self.steps_done = 0
         self.precision = resolve_precision(cfg.precision, self.device)  # 'auto' -> what this device runs fast

@@ -300,6 +300,26 @@ def test_lbfgs_in_style_transfer_beats_adam_at_equal_steps(content_path, style_p
     assert lbfgs._lbfgs.evaluations <= 12 + 6
 
 
+def test_fast_preset_runs_on_an_image_already_at_its_size(tmp_path, content_path, style_path):
+    """Regression: an image whose long side already equals --size is not resized, and its tensor is
+    a permuted (non-contiguous) view of PIL's HWC array; L-BFGS's flat view of it used to fail."""
+    from PIL import Image
+
+    with Image.open(content_path) as im:
+        im.convert("RGB").resize((48, 32)).save(tmp_path / "c48.png")
+    cfg = get_preset("fast").replace(size=48, steps=3, stop_tol=0.0)
+    st = StyleTransfer(tmp_path / "c48.png", [style_path], cfg)
+    assert tuple(st.content.shape[-2:]) == (32, 48) and st._image.is_contiguous()
+    its = list(st.run())
+    assert len(its) == 3 and its[-1].loss < its[0].loss
+    # a tensor given with odd strides (channels_last, a transpose) is also fine
+    hwc = torch.rand(32, 48, 3)
+    st = StyleTransfer(hwc.permute(2, 0, 1), [style_path], cfg, init_image=hwc.permute(2, 0, 1))
+    assert len(list(st.run())) == 3
+    with pytest.raises(ValueError, match="contiguous"):
+        LBFGS(torch.zeros(4, 3).t().requires_grad_(True))
+
+
 # ----------------------------------------------------------------------------------------------
 # Coarse-to-fine and early stop
 
