@@ -186,6 +186,7 @@ def compare_styles(
     method: str = "optimize",
     size: int = 256,
     steps: int = 200,
+    preset: str = "fast",
     strength: float = 1.0,
     cell: int = 256,
     weights: Union[str, os.PathLike, None] = None,
@@ -195,8 +196,8 @@ def compare_styles(
 ) -> Comparison:
     """Stylize ``content`` once per style and lay the results out on a labelled contact sheet.
 
-    ``method='optimize'``: :func:`gafu.stylize` (seed preset) with ``size``/``steps`` and any other
-    setting in ``overrides``. ``method='fast'``: the feed-forward Magenta model
+    ``method='optimize'``: optimization with ``preset`` (default "fast", as :func:`gafu.stylize`;
+    "seed" = the tutorial's Adam) at ``size``/``steps`` and any other setting in ``overrides``. ``method='fast'``: the feed-forward Magenta model
     (``gafu.fast.fast_stylize``) with ``max_size=size`` and ``strength``.
     ``callback(index, iterate_or_None)`` is called as work progresses (for progress bars).
     """
@@ -227,7 +228,7 @@ def compare_styles(
         from .config import get_preset
         from .optimize import StyleTransfer
 
-        cfg = get_preset("seed").replace(size=size, steps=steps, **overrides)
+        cfg = get_preset(preset).replace(size=size, steps=steps, **overrides)
         settings = cfg.to_dict()
         for i, s in enumerate(style_ims):
             t0 = time.perf_counter()

@@ -152,6 +152,7 @@ def test_compare_optimize(tmp_path, capsys, content_path, style_path):
     assert data["results"] == [str(tmp_path / "sheet_1_vangogh_starry_night.png"),
                                str(tmp_path / "sheet_2_hokusai_great_wave.png")]
     assert data["result_size"] == [40, 26]
+    assert data["settings"]["optimizer"] == "lbfgs"  # --preset fast unless told otherwise
     with Image.open(sheet) as im:
         assert im.format == "PNG" and im.width == 3 * (64 + 8) + 8 and list(im.size) == data["sheet_size"]
     for p in data["results"]:

@@ -126,6 +126,9 @@ def test_compare_styles_optimize(content_path, style_path):
     assert cmp.results[0].size == (40, 26)
     assert cmp.sheet.width == 3 * (48 + 8) + 8
     assert cmp.settings["steps"] == 2 and cmp.settings["size"] == 40
+    assert cmp.settings["optimizer"] == "lbfgs"  # gafu.stylize's default preset, "fast"
+    seed = compare_styles(content_path, [style_path], size=40, steps=1, cell=48, preset="seed")
+    assert seed.settings["optimizer"] == "adam" and seed.settings["precision"] == "fp32"
     with pytest.raises(GafuError, match="did you mean"):
         compare_styles(content_path, [style_path], method="fsat")
 

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..config import PRESETS
 from . import common
 
 
@@ -23,9 +24,12 @@ def register(sub) -> None:
     p.add_argument("styles", nargs="+", metavar="style", help="style images")
     p.add_argument("-o", "--output", default="compare.png", help="contact sheet file (default: compare.png)")
     p.add_argument("--method", choices=COMPARE_METHODS, default="optimize",
-                   help="optimize: Gatys optimization (seed preset); fast: feed-forward Magenta model (default: optimize)")
+                   help="optimize: Gatys optimization (--preset); fast: feed-forward Magenta model (default: optimize)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="fast",
+                   help="optimization settings (optimize; default: fast, as gafu stylize; seed = the tutorial's Adam)")
     p.add_argument("--size", type=common.positive_int, default=256, help="longest side of the results (default: 256)")
-    p.add_argument("--steps", type=common.nonneg_int, default=200, help="optimizer steps per style (optimize; default: 200)")
+    p.add_argument("--steps", type=common.nonneg_int, default=200,
+                   help="optimizer steps per style, at most (optimize; default: 200; the fast preset may stop earlier)")
     p.add_argument("--tv-weight", type=common.nonneg_float, help="total variation weight (optimize; seed: 0)")
     p.add_argument("--strength", type=common.nonneg_float, default=1.0, help="style strength 0-1 (fast; default: 1)")
     p.add_argument("--cell", type=common.positive_int, default=256, help="size of each picture on the sheet (default: 256)")
@@ -69,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         cmp = compare_styles(args.content, args.styles, method=args.method, size=args.size, steps=args.steps,
-                             strength=args.strength, cell=args.cell, weights=args.weights, device=device,
+                             preset=args.preset, strength=args.strength, cell=args.cell, weights=args.weights, device=device,
                              callback=tick, **overrides)
     finally:
         bar.close()
