@@ -29,7 +29,7 @@ def register(sub) -> None:
         help="stylize the bundled example images (gafu stylize's default preset and fast mode)",
         description="Stylize bundled example photos with bundled paintings: once by optimization (gafu stylize's "
         "default, the 'fast' preset, or --preset seed for the tutorial's Adam) and once with the fast (Magenta) "
-        "network. The optimization runs at 256 px by default (well under a minute per image on a 2-core CPU); "
+        "network. The optimization runs at 256 px by default (about a minute per image on a 2-core CPU); "
         "--full runs the preset unchanged (512 px).",
     )
     p.add_argument("-o", "--output-dir", default="gafu-demo", help="folder for the results (default: ./gafu-demo)")
