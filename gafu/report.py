@@ -197,8 +197,9 @@ def compare_styles(
     """Stylize ``content`` once per style and lay the results out on a labelled contact sheet.
 
     ``method='optimize'``: optimization with ``preset`` (default "fast", as :func:`gafu.stylize`;
-    "seed" = the tutorial's Adam) at ``size``/``steps`` and any other setting in ``overrides``. ``method='fast'``: the feed-forward Magenta model
-    (``gafu.fast.fast_stylize``) with ``max_size=size`` and ``strength``.
+    "seed" = the tutorial's Adam) at ``size``/``steps`` and any other setting in ``overrides``.
+    ``method='fast'``: the feed-forward Magenta model (``gafu.fast.fast_stylize``) with
+    ``max_size=size`` and ``strength``.
     ``callback(index, iterate_or_None)`` is called as work progresses (for progress bars).
     """
     if method not in COMPARE_METHODS:

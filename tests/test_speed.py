@@ -312,7 +312,7 @@ def test_fast_preset_runs_on_an_image_already_at_its_size(tmp_path, content_path
     assert tuple(st.content.shape[-2:]) == (32, 48) and st._image.is_contiguous()
     its = list(st.run())
     assert len(its) == 3 and its[-1].loss < its[0].loss
-    # a tensor given with odd strides (channels_last, a transpose) is also fine
+    # a tensor given as a permuted HWC view (content and start image) is also fine
     hwc = torch.rand(32, 48, 3)
     st = StyleTransfer(hwc.permute(2, 0, 1), [style_path], cfg, init_image=hwc.permute(2, 0, 1))
     assert len(list(st.run())) == 3
