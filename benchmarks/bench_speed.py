@@ -157,8 +157,6 @@ def worker_fast(spec: dict) -> dict:
     from gafu.optimize import StyleTransfer
 
     cfg = get_preset(spec["preset"]).replace(size=spec["size"], **spec.get("overrides", {}))
-    if "scales" in spec.get("overrides", {}):
-        cfg = cfg.replace(scales=tuple(cfg.scales), scale_steps=tuple(cfg.scale_steps))  # JSON lists -> tuples
     target = spec["target"]
     t0 = time.perf_counter()
     init_image = None
@@ -452,6 +450,9 @@ def main(argv=None) -> int:
         args.seed_steps = 100
         args.memory_sizes = "256"
         args.quality_steps = 30
+    unknown = [v for v in args.variants.split(",") if v and v not in LEVERS]
+    if unknown:  # before any measurement, not after half an hour of them
+        p.error(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(LEVERS)}")
     skip = set(filter(None, args.skip.split(",")))
     base = {"content": args.content, "style": args.style, "threads": args.threads}
     t_start = time.perf_counter()
@@ -582,8 +583,6 @@ def main(argv=None) -> int:
         target = result["time_to_seed_quality"]["seed_final"]["final"]["total"]
         out = {}
         for name in [v for v in args.variants.split(",") if v]:
-            if name not in LEVERS:
-                raise SystemExit(f"unknown variant {name!r}; known: {', '.join(LEVERS)}")
             preset, over, extra = LEVERS[name]
             log(f"variant {name} to the seed's loss {target:.5g}")
             r = run_worker("fast", dict(base, preset=preset, size=args.size, target=target, stop_at_target=True,
