@@ -47,10 +47,16 @@ class StyleResult:
             raise ValueError(f"unknown method {self.method!r}; one of {METHODS}")
 
     @classmethod
-    def from_array(cls, arr: np.ndarray, **kwargs: Any) -> "StyleResult":
-        """From an HxWx3 float array in [0, 1] (what the ONNX networks produce)."""
+    def from_array(cls, arr: np.ndarray, *, pil: Optional[Image.Image] = None, **kwargs: Any) -> "StyleResult":
+        """From an HxWx3 float array in [0, 1] (what the ONNX networks produce). ``pil``: the 8-bit
+        image the engine already made from it (kept as :attr:`image`, so no second rounding)."""
         t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).permute(2, 0, 1).unsqueeze(0)
-        return cls(t.clamp(0.0, 1.0).contiguous(), **kwargs)
+        result = cls(t.clamp(0.0, 1.0).contiguous(), **kwargs)
+        if pil is not None:
+            if pil.size != result.size:
+                raise ValueError(f"pil image is {pil.size}, array is {result.size}")
+            result.__dict__["image"] = pil  # the cached_property's slot
+        return result
 
     @functools.cached_property
     def image(self) -> Image.Image:
