@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "classify",
     "layers",
     "analyze",
+    "dataset",
 )
 
 EXIT_OK = 0
