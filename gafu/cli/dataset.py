@@ -187,4 +187,5 @@ def _print_plan_totals(plan, file=None) -> None:
         shown = ", ".join(plan.skipped[:5]) + (f", ... ({len(plan.skipped)} in all)" if len(plan.skipped) > 5 else "")
         print(f"skipped (not images): {shown}", file=file)
     if plan.licence:
-        print(f"licence: {plan.licence['file']}: {plan.licence['text'][:80]}", file=file)
+        first = (plan.licence["text"].splitlines() or [""])[0]
+        print(f"licence: {plan.licence['file']}: {first[:80]}", file=file)

@@ -80,6 +80,7 @@ class RunSummary:
 
     def to_dict(self) -> Dict[str, Any]:
         d = asdict(self)
+        d["errors"] = [{k: r.get(k) for k in ("input", "output", "error")} for r in self.errors]
         d["images_per_s"] = round(self.images_per_s, 4)
         d["seconds"] = round(self.seconds, 4)
         return d
