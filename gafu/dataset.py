@@ -238,6 +238,7 @@ class StylizeWorker:
     def __init__(self, spec: StylizeWorkerFactory) -> None:
         self.spec = spec
         self._stylizers: Dict[str, Any] = {}
+        self._style_sha: Dict[str, str] = {}
         if spec.method == "optimize" and spec.threads:
             import torch
 
@@ -305,11 +306,13 @@ class StylizeWorker:
         atomic_write(Path(sp.out_dir) / item.output, lambda fh: fh.write(encoded))
         output_sha = sha256_bytes(encoded)
         timings["write"] = time.perf_counter() - t
-        style_path = sp.styles.get(item.style) if item.style else None
+        path = sp.styles.get(item.style) if item.style else None
+        if path is not None and path not in self._style_sha:
+            self._style_sha[path] = sha256_file(path)
         return {
             "input_sha256": input_sha,
-            "style_path": style_path,
-            "style_sha256": _style_sha(style_path),
+            "style_path": item.style if path is not None else None,  # as the user gave it
+            "style_sha256": self._style_sha.get(path) if path is not None else None,
             **extra,
             "method": sp.method,
             "device": device,
@@ -340,18 +343,6 @@ class StylizeWorker:
         for _ in st.run():
             pass
         return to_pil(st.image), device, st.steps_done
-
-
-_STYLE_SHA: Dict[str, str] = {}
-
-
-def _style_sha(path: Optional[str]) -> Optional[str]:
-    if path is None:
-        return None
-    digest = _STYLE_SHA.get(path)
-    if digest is None:
-        digest = _STYLE_SHA[path] = sha256_file(path)
-    return digest
 
 
 # ---------------------------------------------------------------------------------------------
@@ -386,6 +377,19 @@ def _weights_hashes(method: str, weights: Optional[PathLike]) -> Dict[str, str]:
     if not Path(path).is_file():
         raise GafuError(f"VGG19 weights file not found: {path}")
     return {Path(path).name: sha256_file(path)}
+
+
+def _check_device(method: str, device: str) -> None:
+    """A device that is not there is an error before any item runs (never a silent fallback)."""
+    if method == "fast":
+        from .fast import providers_for
+
+        providers_for(device)
+    elif device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise GafuError("device 'cuda' was asked for, but this torch build sees no CUDA device")
 
 
 def _check_pixels(name: str, value: Any, minimum: int = 16) -> Optional[int]:
@@ -439,6 +443,7 @@ def prepare(
         raise GafuError("size sets the long side, max_size caps it: give one of them")
     if device not in DEVICES:
         raise GafuError(f"unknown device '{device}'; choose from: {', '.join(DEVICES)}")
+    _check_device(method, device)
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise GafuError(f"threads must be a whole number >= 1, got {threads!r}")
     given = sum([bool(styles), builtin is not None, bool(random_style)])
@@ -458,7 +463,7 @@ def prepare(
             raise GafuError("strength is a fast-method option here; for optimize use gafu stylize")
 
     style_files = _style_files(styles) if styles else []
-    style_map = {str(p): str(p) for p in style_files}
+    style_map = {str(p): str(p.resolve()) for p in style_files}  # key as given -> absolute path
     style_info = [{"path": str(p), "sha256": sha256_file(p)} for p in style_files]
     settings: Dict[str, Any] = {
         "method": method,
@@ -504,11 +509,11 @@ def prepare(
     plan = build_plan(in_dir, out_dir, settings=settings, seed=seed, variants=variants, ext=ext,
                       limit=limit, choose=choose)
     factory = StylizeWorkerFactory(
-        in_dir=str(plan.in_dir), out_dir=str(plan.out_dir), method=method, styles=style_map,
+        in_dir=str(plan.in_dir.resolve()), out_dir=str(plan.out_dir.resolve()), method=method, styles=style_map,
         builtin=builtin is not None, distribution=distribution, strength=float(strength),
         preserve_color=bool(preserve_color), size=size, max_size=max_size, steps=steps, preset=preset,
-        device=device, threads=threads, weights=str(weights) if weights else None,
-        model_dir=str(model_dir) if model_dir else None,
+        device=device, threads=threads, weights=str(Path(weights).resolve()) if weights else None,
+        model_dir=str(Path(model_dir).resolve()) if model_dir else None,
     )
     return plan, factory
 
