@@ -180,3 +180,12 @@ def test_run_plan_validates_arguments(tmp_path):
         with pytest.raises(GafuError, match=match):
             run_plan(plan, f, **kwargs)
     assert not out.exists()
+
+
+def test_ray_backend_without_ray_is_an_error_before_any_file(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    src, out = _tree(tmp_path / "in"), tmp_path / "out"
+    plan = build_plan(src, out, settings={})
+    with pytest.raises(GafuError, match=r"gafu\[ray\]"):
+        run_plan(plan, CopyFactory(str(src), str(out)), backend="ray")
+    assert not out.exists()

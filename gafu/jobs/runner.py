@@ -266,6 +266,10 @@ def run_plan(
         raise GafuError(f"workers must be a whole number >= 1, got {workers!r}")
     if start_method not in ("spawn", "forkserver"):
         raise GafuError(f"start_method must be 'spawn' or 'forkserver', got {start_method!r}")
+    if backend == "ray":
+        from .ray import import_ray
+
+        import_ray()  # a missing extra is an error before the output folder is touched
     check_out_dir(plan, resume=resume, overwrite=overwrite)
     t0 = time.perf_counter()
     out_dir = plan.out_dir
