@@ -12,9 +12,9 @@ from __future__ import annotations
 import functools
 import io
 import os
-import tempfile
+import secrets
 from pathlib import Path
-from typing import IO, Callable, Iterable, Union
+from typing import IO, Callable, Iterable, Optional, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -24,10 +24,12 @@ from .errors import GafuError
 ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray, "torch.Tensor"]  # noqa: F821
 
 #: Output formats chosen by file extension, with the save options used for each.
+#: JPEG: quality 95 without chroma subsampling (4:4:4): stylized strokes are colour detail that
+#: 4:2:0 would halve.
 SAVE_FORMATS = {
     ".png": ("PNG", {}),
-    ".jpg": ("JPEG", {"quality": 95}),
-    ".jpeg": ("JPEG", {"quality": 95}),
+    ".jpg": ("JPEG", {"quality": 95, "subsampling": 0}),
+    ".jpeg": ("JPEG", {"quality": 95, "subsampling": 0}),
     ".tif": ("TIFF", {"compression": "tiff_deflate"}),
     ".tiff": ("TIFF", {"compression": "tiff_deflate"}),
     ".webp": ("WEBP", {"quality": 95}),
@@ -217,6 +219,32 @@ def load_tensor(image: ImageLike, max_dim: int | None, *, mode: str = "seed") ->
     raise GafuError(f"unknown resize mode '{mode}'; choose from: seed, antialias")
 
 
+def as_tensor(image: Union[ImageLike, "torch.Tensor"], size: Optional[int] = None, mode: str = "seed") -> "torch.Tensor":  # noqa: F821
+    """The one coercion to gafu's tensor convention: any image -> float32 1x3xHxW in [0, 1], CPU.
+
+    Paths, PIL images and arrays are decoded with :func:`load` (EXIF, modes, ICC handled); a
+    tensor (1x3xHxW or 3xHxW in [0, 1]) is detached and copied. ``size`` scales the long side as
+    :func:`load_tensor` does (``mode`` 'seed' or 'antialias'); None keeps the size.
+    """
+    import torch
+
+    if not isinstance(image, torch.Tensor):
+        return load_tensor(image, size, mode=mode)
+    t = image.detach().to(torch.float32)
+    if t.ndim == 3:
+        t = t.unsqueeze(0)
+    if t.ndim != 4 or t.shape[:2] != (1, 3):
+        raise GafuError(f"expected an image tensor of shape 1x3xHxW, got {tuple(image.shape)}")
+    t = t.cpu()
+    if size is None:
+        return t
+    h, w = t.shape[-2:]
+    if mode not in ("seed", "antialias"):
+        raise GafuError(f"unknown resize mode '{mode}'; choose from: seed, antialias")
+    shape = seed_shape(h, w, size) if mode == "seed" else fit_shape(h, w, size)
+    return resize(t, shape, antialias=(mode != "seed"))
+
+
 def _same_file(a: Path, b: Path) -> bool:
     try:
         return a.exists() and b.exists() and os.path.samefile(a, b)
@@ -242,7 +270,7 @@ def check_output_path(
         if _same_file(p, src_p) or p.resolve() == src_p.resolve():
             raise GafuError(f"refusing to overwrite input file {src_p}")
     if p.exists() and not overwrite:
-        raise GafuError(f"{p} already exists; pass --overwrite to replace it")
+        raise GafuError(f"{p} already exists; pass overwrite=True to replace it", argument="overwrite")
     if p.exists() and p.is_dir():
         raise GafuError(f"output path is a folder: {p}")
     return p
@@ -263,8 +291,23 @@ def save_image(
     p = check_output_path(path, inputs=inputs, overwrite=overwrite)
     im = image if isinstance(image, Image.Image) else to_pil(image)
     fmt, opts = SAVE_FORMATS[p.suffix.lower()]
+    icc = srgb_profile()
+    if icc is not None:
+        opts = {**opts, "icc_profile": icc}  # the pixels are sRGB: say so, as browsers and print shops expect
     atomic_write(p, lambda fh: im.save(fh, format=fmt, **opts))
     return p
+
+
+@functools.lru_cache(maxsize=1)
+def srgb_profile() -> Optional[bytes]:
+    """The sRGB ICC profile embedded in saved images (littlecms' built-in sRGB); None when Pillow
+    has no CMS support."""
+    try:
+        from PIL import ImageCms
+
+        return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    except (ImportError, OSError, ValueError):
+        return None
 
 
 def atomic_write(path: Union[str, os.PathLike], write: Callable[[IO[bytes]], object]) -> Path:
@@ -272,26 +315,37 @@ def atomic_write(path: Union[str, os.PathLike], write: Callable[[IO[bytes]], obj
     renamed over ``path`` (readers never see a half-written file; a failure leaves nothing behind).
     Parent folders are created; the file gets the usual umask-based permissions."""
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = _create_temp(p)
+    except OSError as exc:
+        raise GafuError(f"cannot write {p}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
-        os.chmod(tmp, _default_file_mode())  # mkstemp creates 0600
         os.replace(tmp, p)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(exc, OSError):  # disk full, folder gone: nothing partial is left behind
+            raise GafuError(f"cannot write {p}: {exc.strerror or exc}") from None
         raise
     return p
 
 
-def _default_file_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+def _create_temp(p: Path) -> tuple[int, str]:
+    """A new temporary file beside ``p``, created exclusively with mode 0666 minus the process's
+    umask (the kernel applies it: no need to read or change the umask, which is process-wide)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = str(p.parent / f".{p.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise GafuError(f"cannot create a temporary file beside {p}")
 
 
 def collect_images(folder: Union[str, os.PathLike]) -> list[Path]:

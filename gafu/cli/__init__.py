@@ -60,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except GafuError as exc:
-        print(f"gafu {args.command}: error: {exc}", file=sys.stderr)
+        print(f"gafu {args.command}: error: {exc.for_client()}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"gafu {args.command}: interrupted", file=sys.stderr)
