@@ -74,6 +74,9 @@ def register(sub) -> None:
     o = p.add_argument_group("output")
     o.add_argument("--save-every", type=common.nonneg_int, default=0, metavar="N",
                    help="also save the image every N steps as OUTPUT_stepNNNN.ext (the seed shows one per 100)")
+    o.add_argument("--bit-depth", type=int, choices=(8, 16), default=8,
+                   help="bits per channel of OUTPUT: 16 (PNG/TIFF) also reads a 16-bit content image at full precision "
+                   "(default: 8)")
     o.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout")
     o.add_argument("--report", metavar="DIR",
                    help="write a run report into DIR: settings, final numbers, loss curves, intermediate images "
@@ -189,6 +192,10 @@ def _check_outputs(args: argparse.Namespace, cfg, inputs) -> Path:
     """Every file the run will write is checked before any work: output, intermediates, report."""
     from ..image import check_output_path
 
+    if getattr(args, "bit_depth", 8) == 16 and Path(args.output).suffix.lower() not in (".png", ".tif", ".tiff"):
+        from ..errors import GafuError
+
+        raise GafuError(f"--bit-depth 16 needs a .png or .tif output, got '{Path(args.output).name}'")
     output = check_output_path(args.output, inputs=inputs, overwrite=args.overwrite)
     if args.save_every:
         for step in range(args.save_every, cfg.steps + sum(cfg.scale_steps) + 1, args.save_every):
@@ -217,7 +224,8 @@ def _loop(st, args: argparse.Namespace, output: Path, inputs) -> tuple:
             bar.update(1)
             bar.set_postfix(loss=f"{it.loss:.4g}", refresh=False)
             if args.save_every and it.step % args.save_every == 0 and it.image is not None:
-                saved.append(str(save_image(it.image, intermediate_path(output, it.step), inputs=inputs)))
+                saved.append(str(save_image(it.image, intermediate_path(output, it.step), inputs=inputs,
+                                            bits=args.bit_depth)))
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -241,13 +249,18 @@ def run(args: argparse.Namespace) -> int:
     output = _check_outputs(args, cfg, inputs)
     device = common.resolve_device(args.device)
     # Unreadable inputs fail here: StyleTransfer decodes every input once, before the network loads.
+    content = args.content
+    if args.bit_depth == 16:  # a 16-bit photo keeps its precision through to the 16-bit file
+        from ..image import load_tensor
+
+        content = load_tensor(args.content, None, bits=16)
     st = StyleTransfer(
-        args.content, args.styles, cfg, style_weights=args.style_weights, weights=args.weights, device=device,
+        content, args.styles, cfg, style_weights=args.style_weights, weights=args.weights, device=device,
         init_image=init_path, mask=args.mask, region_map=args.region_map, region_styles=region_styles,
     )
     initial = st.image if args.report else None
     last, history, saved, interrupted = _loop(st, args, output, inputs)
-    save_image(st.image, output, inputs=inputs)
+    save_image(st.image, output, inputs=inputs, bits=args.bit_depth)
     final = st.evaluate()
     if interrupted:
         print(f"gafu stylize: interrupted after {st.steps_done} steps; saved {output}", file=sys.stderr)
