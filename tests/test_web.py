@@ -109,6 +109,19 @@ def test_stylize_job_previews_and_cancel(tmp_path):
     assert report["history"]["step"] == [1, 2, 3, 4]
 
 
+def test_editor_mask_from_painted_layer():
+    from gafu.web.app import _editor_mask
+
+    assert _editor_mask(None) is None
+    layer = np.zeros((30, 40, 4), np.uint8)
+    assert _editor_mask({"background": None, "layers": [layer], "composite": None}) is None  # nothing painted
+    layer[5:10, 0:20] = (255, 0, 0, 255)
+    m = _editor_mask({"background": None, "layers": [layer], "composite": None})
+    a = np.asarray(m)
+    assert m.mode == "L" and m.size == (40, 30)
+    assert a[5:10, 0:20].min() == 255 and a.sum() == 255 * 5 * 20
+
+
 # ---------------------------------------------------------------------------------------------
 # A live app driven by gradio_client
 # ---------------------------------------------------------------------------------------------
@@ -188,7 +201,9 @@ def test_stylize_streams_previews_and_writes_report(server):
     job = client(url).submit(upload(PHOTO), [], [STARRY], "seed", 64, 6, 0.5, "", "none", 1.0, None, None, 2,
                              api_name="/stylize")
     outputs = job.result(timeout=240) and job.outputs()
-    assert len(outputs) == 4  # previews at steps 2, 4, 6 (the last is the result too) and the final update
+    # "preparing", previews at steps 2, 4, 6 (the last is the result too) and the final update
+    assert len(outputs) == 5 and outputs[0][2].startswith("preparing 64 px")
+    assert [o[2].split(" ·")[0] for o in outputs[1:4]] == ["step 2/6", "step 4/6", "step 6/6"]
     preview, plot, status, result, png, report = outputs[-1]
     assert "done: 6 steps" in status
     with Image.open(local(png)) as im:
@@ -209,7 +224,7 @@ def test_stylize_cancel_keeps_current_image(server):
     job = c.submit(upload(PHOTO), [], [STARRY], "seed", 64, 50, 0.5, "", "none", 1.0, None, None, 1,
                    api_name="/stylize")
     deadline = time.time() + 120
-    while len(job.outputs()) < 2 and time.time() < deadline and not job.done():
+    while len(job.outputs()) < 3 and time.time() < deadline and not job.done():
         time.sleep(0.05)
     c.predict(api_name="/cancel")
     outputs = job.result(timeout=120) and job.outputs()
@@ -317,6 +332,37 @@ def test_two_concurrent_clients_both_served(server):
     assert local(ra[1]) != local(rb[1])
     sessions = demo.gafu_workspace.root / "sessions"
     assert {a.session_hash, b.session_hash} <= {p.name for p in sessions.iterdir()}  # one folder per visitor
+
+
+def test_concurrency_limit_is_shared_and_queue_position_reported(server):
+    """concurrency=1 across all job endpoints: a fast job waits in the queue while a stylize runs."""
+    import time
+
+    from gradio_client.utils import Status
+
+    _, url = server
+    a, b = client(url), client(url)
+    long = a.submit(upload(PHOTO), [], [STARRY], "seed", 64, 50, 0.5, "", "none", 1.0, None, None, 1,
+                    api_name="/stylize")
+    deadline = time.time() + 120
+    while len(long.outputs()) < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    assert long.outputs(), "the stylize job did not start"
+    waiting = b.submit(*fast_args(max_size=64), api_name="/fast")
+    seen = set()
+    for _ in range(100):
+        st = waiting.status()
+        seen.add(st.code)
+        if st.code == Status.IN_QUEUE:
+            assert st.rank is not None  # the queue position the page shows
+            break
+        time.sleep(0.05)
+    assert Status.IN_QUEUE in seen
+    time.sleep(1.0)  # a 64 px fast job takes well under a second once it runs
+    assert not waiting.done() and not long.done()
+    a.predict(api_name="/cancel")
+    assert waiting.result(timeout=120)[2].startswith("64x")
+    assert long.result(timeout=120) and long.outputs()[-1][2].startswith("**cancelled")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -148,6 +148,8 @@ def build_app(
         from ..report import loss_figure
 
         plot = None
+        yield (gr.skip(), gr.skip(), f"preparing {size} px: VGG19 features of the photo and the style"
+               f"{'s' if len(styles) > 1 else ''}…", gr.skip(), gr.skip(), gr.skip())
         try:
             for up in stylize_job(content, styles, out, preset=preset, size=size, steps=steps, strength=strength,
                                   style_weights=weights_list, preserve_color=preserve_color, style_scale=scale,
@@ -235,7 +237,7 @@ def build_app(
     inp = dict(type="filepath", image_mode=None, sources=["upload", "clipboard"], format="png")
     with gr.Blocks(title="gafu", analytics_enabled=False, delete_cache=(3600, 86400)) as demo:
         gr.Markdown(
-            "# gafu (画風) — neural style transfer\n"
+            "# gafu — neural style transfer\n"
             f"Uploads up to {mb:g} MB and {limits.max_pixels / 1e6:g} megapixels. Jobs run "
             f"{concurrency} at a time; others wait in the queue (position shown). Your results are "
             "visible to you only and deleted when you close the page."
@@ -260,7 +262,7 @@ def build_app(
                         s_steps = gr.Slider(1, limits.max_steps, value=100, step=1, label="Steps", elem_id="s-steps")
                     with gr.Row():
                         s_strength = gr.Slider(0, 1, value=0.5, step=0.05, label="Strength",
-                                               info="0.5 = the preset's style weight")
+                                               info="0.5 = the preset's style weight", elem_id="s-strength")
                         s_scale = gr.Slider(0.5, 2.0, value=1.0, step=0.1, label="Style scale")
                     with gr.Row():
                         s_weights = gr.Textbox(label="Style weights", placeholder="e.g. 0.7, 0.3 (default equal)")
@@ -268,7 +270,7 @@ def build_app(
                     with gr.Accordion("Mask: stylize only where you paint", open=False):
                         s_mask_draw = gr.ImageEditor(label="Paint on the photo", type="numpy", format="png",
                                                      brush=gr.Brush(colors=["#ff0000"], color_mode="fixed"),
-                                                     sources=[], layers=False)
+                                                     sources=[], layers=False, elem_id="s-mask")
                         s_mask_file = gr.Image(label="…or upload a mask (white = stylize)", type="filepath",
                                                image_mode=None, format="png", sources=["upload"])
                     with gr.Row():
@@ -302,7 +304,7 @@ def build_app(
                     f_builtin = gr.Dropdown(["none"] + BUILTIN_CHOICES, value="none",
                                             label="…or one of the 26 built-in styles (overrides the painting)")
                     with gr.Row():
-                        f_strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Strength")
+                        f_strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Strength", elem_id="f-strength")
                         f_color = gr.Checkbox(label="Keep the photo's colours")
                     with gr.Row():
                         f_full = gr.Checkbox(value=True, label="Full resolution")
