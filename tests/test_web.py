@@ -385,3 +385,44 @@ def test_cli_bad_file_size(capsys):
 
     assert main(["web", "--max-file-size", "lots"]) == 2
     assert "max file size" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # a fresh process importing Gradio: ~10 s quiet, ~30 s on a loaded 2-core machine
+def test_cli_serves_on_loopback_and_cleans_up_on_sigterm():
+    """`gafu web` end to end: serves the page on 127.0.0.1, SIGTERM stops it with exit 0 and its folder removed."""
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pytest.importorskip("gradio")
+    import httpx
+
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    proc = subprocess.Popen([sys.executable, "-m", "gafu", "web", "--port", str(port), "--max-file-size", "5mb"],
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = proc.stderr.readline()
+        m = re.search(r"serving on http://127\.0\.0\.1:(\d+) .*files in (\S+)\)", line)
+        assert m and int(m.group(1)) == port, line
+        folder = Path(m.group(2))
+        deadline, page = time.time() + 60, None
+        while time.time() < deadline:
+            try:
+                page = httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
+                break
+            except httpx.TransportError:
+                time.sleep(0.3)
+        assert page is not None and page.status_code == 200 and "gafu" in page.text
+        config = httpx.get(f"http://127.0.0.1:{port}/config", timeout=5).json()
+        assert config["max_file_size"] == 5 * 1024**2
+        assert folder.is_dir()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        assert not folder.exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import sys
 import tempfile
 
@@ -63,6 +64,10 @@ def run(args: argparse.Namespace) -> int:
     from ..web.app import build_app, launch
     from ..web.jobs import Limits
 
+    def stop(signum, frame):  # SIGTERM (service managers, docker stop): shut down like Ctrl+C, cleaning up
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
     limits = Limits(max_file_bytes=args.max_file_size, max_pixels=args.max_pixels, max_size=args.max_size)
     try:
         demo = build_app(limits=limits, workdir=workdir, concurrency=args.concurrency, queue_size=args.queue,
@@ -71,5 +76,6 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         launch(demo, host=args.host, port=args.port, block=True, quiet=True)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         shutil.rmtree(workdir, ignore_errors=True)
     return 0
