@@ -7,6 +7,7 @@ Starts the app in this process on a free loopback port, opens it in /usr/bin/chr
 from the click to the image appearing on the page:
 - Fast: the result at 512 px (NASA astronaut portrait, content/astronaut.png, 512x512, full resolution,
   The Starry Night), the first click of the process (ONNX models load) and then warm clicks;
+- where that time goes on the server (prepare, first step, preview PNG, loss plot), in-process;
 - Stylize: the first live preview of a 512 px optimization (preset "fast", preview every step),
   cold (VGG19 weights load) and warm; each run is cancelled after the first preview and the time
   until the cancelled result shows is recorded too.
@@ -91,6 +92,41 @@ def shrink(path: Path, width: int = 900) -> None:
             im = im.resize((width, round(im.height * width / im.width)), Image.LANCZOS)
         im = im.quantize(colors=128, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
     im.save(path, optimize=True)
+
+
+def breakdown(work: Path) -> dict:
+    """Where the click-to-first-preview time goes on the server, without browser or Gradio (warm:
+    the VGG19 weights are already loaded by the page runs above)."""
+    import io
+
+    from gafu.config import get_preset
+    from gafu.image import load, to_pil
+    from gafu.optimize import StyleTransfer
+    from gafu.report import loss_figure, loss_history
+
+    out = {}
+    content, style = load(PHOTO_512), load(DATA / "vangogh_starry_night.jpg")
+    for preset in ("fast", "seed"):
+        cfg = get_preset(preset).replace(size=512, steps=3)
+        t0 = time.perf_counter()
+        st = StyleTransfer(content, [style], cfg)
+        t1 = time.perf_counter()
+        its = []
+        for it in st.run(image_every=1):
+            its.append(it)
+            if len(its) == 1:
+                t2 = time.perf_counter()
+                im = to_pil(it.image)
+                buf = io.BytesIO()
+                im.save(buf, "PNG")
+                t3 = time.perf_counter()
+                fig = loss_figure(loss_history(its), title="Loss", dpi=60)
+                fig.savefig(io.BytesIO(), format="png")
+                t4 = time.perf_counter()
+        out[preset] = {"prepare_s": round(t1 - t0, 3), "first_step_s": round(t2 - t1, 3),
+                       "preview_png_s": round(t3 - t2, 3), "loss_plot_s": round(t4 - t3, 3),
+                       "steps_2_3_s": round(its[-1].elapsed - its[0].elapsed, 3)}
+    return out
 
 
 def main() -> int:
@@ -215,6 +251,7 @@ def main() -> int:
                 shrink(shots / name)
         browser.close()
     demo.close()
+    out["server_breakdown_512_warm"] = breakdown(work)
     summary = {
         "benchmark": "gafu web in headless Chromium: click to image on the page",
         "machine": {
