@@ -22,8 +22,11 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 DATA = Path(__file__).resolve().parents[1] / "gafu" / "data"
 PHOTO = DATA / "chelsea.jpg"
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
-                                reason=f"no Chromium at {CHROMIUM}: apt-get install -y chromium (CI must have it)")
+pytestmark = [
+    pytest.mark.skipif(not CHROMIUM.exists(),
+                       reason=f"no Chromium at {CHROMIUM}: apt-get install -y chromium (CI must have it)"),
+    pytest.mark.filterwarnings("ignore::Warning:gradio.queueing"),  # Gradio's pandas 3 deprecations
+]
 
 
 def free_port() -> int:
