@@ -367,6 +367,30 @@ def test_concurrency_limit_is_shared_and_queue_position_reported(server):
     assert long.result(timeout=120) and long.outputs()[-1][2].startswith("**cancelled")
 
 
+def test_full_queue_refuses_more(server):
+    """queue_size=4: with one job running and four waiting, the next request is turned away."""
+    import time
+
+    _, url = server
+    a = client(url)
+    long = a.submit(upload(PHOTO), [], [STARRY], "seed", 64, 50, 0.5, "", "none", 1.0, None, None, 1,
+                    api_name="/stylize")
+    deadline = time.time() + 120
+    while len(long.outputs()) < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    waiting = [client(url).submit(*fast_args(max_size=64), api_name="/fast") for _ in range(4)]
+    time.sleep(1.0)
+    with pytest.raises(Exception, match="(?i)queue is full"):
+        client(url).predict(*fast_args(max_size=64), api_name="/fast")
+    # Cancel is not queued (the page posts it directly), so it still works with the queue full.
+    import httpx
+
+    r = httpx.post(url + "gradio_api/run/cancel", json={"data": [], "session_hash": a.session_hash}, timeout=30)
+    assert r.status_code == 200 and "cancelling" in r.text
+    assert all(w.result(timeout=120)[2].startswith("64x") for w in waiting)
+    assert long.result(timeout=120) and long.outputs()[-1][2].startswith("**cancelled")
+
+
 # ---------------------------------------------------------------------------------------------
 # CLI
 # ---------------------------------------------------------------------------------------------
