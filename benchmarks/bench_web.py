@@ -263,6 +263,9 @@ def main() -> int:
         "photo": str(PHOTO_512.relative_to(IMAGES)), "style": "gafu/data/vangogh_starry_night.jpg",
         **out,
     }
+    import shutil
+
+    shutil.rmtree(work, ignore_errors=True)
     text = json.dumps(summary, indent=2)
     print(text)
     if args.out:
