@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "classify",
     "layers",
     "analyze",
+    "web",
 )
 
 EXIT_OK = 0
