@@ -46,7 +46,7 @@ def main() -> None:
     st = StyleTransfer(content, [data_path("vangogh_starry_night.jpg")], cfg)
     prepare = time.perf_counter() - t0
     times, last = [], time.perf_counter()
-    for it in st.run(args.warmup + args.steps):
+    for it in st.run(args.warmup + args.steps, tune_allocator=True):
         now = time.perf_counter()
         if it.step > args.warmup:
             times.append(now - last)

@@ -104,7 +104,7 @@ def worker_steps(spec: dict) -> dict:
     prepare = time.perf_counter() - t0
     times, losses = [], []
     last = 0.0
-    for it in st.run(steps=spec["steps"]):
+    for it in st.run(steps=spec["steps"], tune_allocator=True):
         times.append(it.elapsed - last)
         last = it.elapsed
         losses.append(it.loss)
@@ -133,7 +133,7 @@ def worker_seed_final(spec: dict) -> dict:
     t0 = time.perf_counter()
     st = StyleTransfer(spec["content"], [spec["style"]], cfg)
     prepare = time.perf_counter() - t0
-    losses = [it.loss for it in st.run()]
+    losses = [it.loss for it in st.run(tune_allocator=True)]
     loop = time.perf_counter() - t0 - prepare
     return {
         "content": Path(spec["content"]).name,
@@ -171,7 +171,7 @@ def worker_fast(spec: dict) -> dict:
     crossing = None
     checks = 0
     curve = []
-    for it in st.run():
+    for it in st.run(tune_allocator=True):
         curve.append((it.step, round(it.elapsed - paused, 3), it.loss, list(it.shape)))
         # it.loss is the (16-bit) loss before this step; check the image after it in fp32 once close.
         if crossing is None and tuple(it.shape) == full and it.loss <= 1.03 * target:
@@ -214,7 +214,7 @@ def worker_run_memory(spec: dict) -> dict:
 
     t0 = time.perf_counter()
     st = StyleTransfer(spec["content"], [spec["style"]], get_preset(spec["preset"]).replace(size=spec["size"]))
-    for _ in st.run():
+    for _ in st.run(tune_allocator=True):
         pass
     final = st.evaluate()["total"]
     return {"shape": list(st.content.shape[-2:]), "steps_done": st.steps_done, "final_fp32": final,
@@ -231,7 +231,7 @@ def worker_memory(spec: dict) -> dict:
     t0 = time.perf_counter()
     st = StyleTransfer(spec["content"], [spec["style"]], cfg)
     prepare = time.perf_counter() - t0
-    steps = [it.elapsed for it in st.run(steps=2)]
+    steps = [it.elapsed for it in st.run(steps=2, tune_allocator=True)]
     return {"shape": list(st.content.shape[-2:]), "prepare_s": prepare, "step_s": steps[-1] - steps[0],
             "peak_rss_mb": _peak_rss_mb()}
 
@@ -252,7 +252,7 @@ def worker_quality(spec: dict) -> dict:
                 g = torch.Generator().manual_seed(0)
                 st._image.add_(1e-3 * torch.randn(st._image.shape, generator=g)).clamp_(0, 1)
         t0 = time.perf_counter()
-        list(st.run())
+        list(st.run(tune_allocator=True))
         runs[name] = (st.evaluate()["total"], st.image, time.perf_counter() - t0, st.content)
     ref, img, _, content = runs["fp32"]
     out = {"size": spec["size"], "steps": spec["steps"], "shape": list(img.shape[-2:])}
@@ -278,7 +278,7 @@ def worker_profile(spec: dict) -> dict:
 
     cfg = get_preset("seed").replace(size=spec["size"], precision=spec["precision"])
     st = StyleTransfer(spec["content"], [spec["style"]], cfg)
-    it = st.run(steps=2 + spec["steps"])
+    it = st.run(steps=2 + spec["steps"], tune_allocator=True)
     next(it)
     next(it)
     with profile(activities=[ProfilerActivity.CPU]) as prof:

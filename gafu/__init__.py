@@ -14,6 +14,10 @@ __version__ = "0.1.0"
 # public name -> module that defines it (imported on first access)
 _API = {
     "stylize": "gafu.api",
+    "stylize_result": "gafu.api",
+    "StyleResult": "gafu.result",
+    "StyleTargets": "gafu.optimize",
+    "Criterion": "gafu.losses",
     "StyleConfig": "gafu.config",
     "PRESETS": "gafu.config",
     "get_preset": "gafu.config",
@@ -38,13 +42,13 @@ _API = {
     "analyze": "gafu.analysis",
     "analysis_figure": "gafu.analysis",
     "contact_sheet": "gafu.report",
-    "compare_styles": "gafu.report",
+    "compare_styles": "gafu.workflows.compare",
     "write_run_report": "gafu.report",
     "fast_stylize": "gafu.fast",
     "FastStylizer": "gafu.fast",
-    "combine_luminance": "gafu.controls",
-    "match_color": "gafu.controls",
-    "load_mask": "gafu.controls",
+    "combine_luminance": "gafu.color",
+    "match_color": "gafu.color",
+    "load_mask": "gafu.masks",
 }
 
 __all__ = sorted(_API) + ["__version__"]

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .color import BT601_LUMA
+from .color import luminance as _luminance
 from .errors import GafuError
 from .image import ImageLike, load_tensor, resize, to_tensor, load
 
@@ -28,7 +30,7 @@ SOBEL_DY = ((-1.0, -2.0, -1.0), (0.0, 0.0, 0.0), (1.0, 2.0, 1.0))
 SOBEL_DX = tuple(zip(*SOBEL_DY))
 
 #: ITU-R BT.601 luma weights, used to reduce RGB to one channel for the edge-preservation score.
-LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+LUMA_WEIGHTS = BT601_LUMA
 
 #: The seed's display mappings.
 DELTA_SCALE = (2.0, 0.5)  # clip(2*d + 0.5)
@@ -410,3 +412,25 @@ def analysis_figure(
         fontsize=10,
     )
     return fig
+
+
+def spectral_centroid(image: torch.Tensor, reference: Optional[torch.Tensor] = None) -> float:
+    """Dominant spatial frequency of an image's luminance texture, in cycles per pixel (0..~0.7).
+
+    The power-weighted mean radial frequency of the Hann-windowed luminance (minus ``reference``'s
+    luminance if given, i.e. of what was added to it), DC excluded. Larger brush strokes -> lower.
+    """
+    y = _luminance(image.double())[0, 0]
+    if reference is not None:
+        y = y - _luminance(reference.double())[0, 0]
+    y = y - y.mean()
+    h, w = y.shape
+    win = torch.hann_window(h, periodic=False, dtype=torch.float64)[:, None]
+    win = win * torch.hann_window(w, periodic=False, dtype=torch.float64)[None]
+    p = torch.fft.fft2(y * win).abs() ** 2
+    fy = torch.fft.fftfreq(h, dtype=torch.float64)[:, None]
+    fx = torch.fft.fftfreq(w, dtype=torch.float64)[None]
+    r = torch.sqrt(fy**2 + fx**2)
+    p[0, 0] = 0
+    total = p.sum()
+    return float((p * r).sum() / total) if float(total) > 0 else 0.0

@@ -45,3 +45,10 @@ def normalize_weights(weights: Optional[Sequence[float]], count: int, what: str 
     if w.sum() <= 0:
         raise GafuError("style weights are all zero; at least one must be > 0")
     return w / w.sum()
+
+
+def check_one_style_weight(strength, style_weight) -> None:
+    """``strength`` and ``style_weight`` both set the style weight: at most one may be given."""
+    if strength is not None and style_weight is not None:
+        raise GafuError("strength and style_weight both set the style weight; give one of them",
+                        argument=("strength", "style_weight"))

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Tuple
 
+from .checks import check_strength
 from .errors import GafuError, unknown_name
 
 SEED_CONTENT_LAYERS: Tuple[str, ...] = ("block5_conv2",)
@@ -24,49 +25,58 @@ SEED_STYLE_LAYERS: Tuple[str, ...] = (
 )
 
 
+def _setting(default, help: str):
+    """A config field with its one-line help (read by the CLI: defaults and help live here only)."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass(frozen=True)
 class StyleConfig:
     """Everything that determines an optimization run. Defaults = the seed (TF tutorial)."""
 
     # Images -------------------------------------------------------------------------------------
-    size: int = 512  # longest side of the content (and style) image, pixels
+    size: int = _setting(512, "longest side of the content (and style) image, pixels")
     resize: str = "seed"  # 'seed': float32-truncated shape, bilinear, no antialias; 'antialias'
 
     # Network ------------------------------------------------------------------------------------
-    content_layers: Tuple[str, ...] = SEED_CONTENT_LAYERS
-    style_layers: Tuple[str, ...] = SEED_STYLE_LAYERS
+    content_layers: Tuple[str, ...] = _setting(SEED_CONTENT_LAYERS, "VGG19 layers of the content loss (Keras or classic names)")
+    style_layers: Tuple[str, ...] = _setting(SEED_STYLE_LAYERS, "VGG19 layers of the style loss (Keras or classic names)")
     pooling: str = "max"  # VGG19's own pooling; Gatys et al. suggest 'avg'
 
     # Loss weights -------------------------------------------------------------------------------
-    style_weight: float = 1e-2
-    content_weight: float = 1e4
-    tv_weight: float = 0.0  # the tutorial's total-variation run uses 30
+    style_weight: float = _setting(1e-2, "style loss weight")
+    content_weight: float = _setting(1e4, "content loss weight")
+    tv_weight: float = _setting(0.0, "total variation weight (the tutorial's TV run: 30)")
 
     # Optimizer: Adam with Keras/TF epsilon semantics (gafu.optim.KerasAdam) ---------------------
-    lr: float = 0.02
+    lr: float = _setting(0.02, "Adam learning rate (with optimizer adam)")
     beta1: float = 0.99
     beta2: float = 0.999
     eps: float = 0.1
 
     # Schedule -----------------------------------------------------------------------------------
-    steps: int = 1000  # the tutorial: 10 epochs x 100 steps
+    steps: int = _setting(1000, "optimizer steps (the tutorial: 10 epochs x 100); may stop early with stop_tol")
     steps_per_epoch: int = 100  # only groups steps for reporting (one image per epoch in the seed)
 
     # Start ------------------------------------------------------------------------------------
-    init: str = "content"  # 'content' (seed) or 'noise'
-    seed: Optional[int] = 0  # random seed (matters for 'noise' init and nondeterministic kernels)
+    init: str = _setting("content", "start image: 'content' (seed) or 'noise'")
+    seed: Optional[int] = _setting(0, "random seed (noise init, nondeterministic kernels)")
 
     # Speed (gafu.speed): how the minimization runs; the loss minimized stays the one above -------
-    precision: str = "fp32"  # 'fp32' (seed) | 'bf16' | 'fp16' | 'auto': VGG19 activations in 16 bit, channels_last;
+    precision: str = _setting(
+        "fp32",
+        "VGG19 activations in 16 bit (channels_last), image/targets/Gram/loss in fp32; bf16 needs "
+        "AVX512-BF16/AMX on CPU to be fast, fp16 is for CUDA; auto: bf16 where the hardware has it, else fp32",
+    )  # 'fp32' (seed) | 'bf16' | 'fp16' | 'auto': VGG19 activations in 16 bit, channels_last;
     #                          image, targets, Gram, loss, optimizer state stay fp32. 'auto': bf16 where native
     #                          (AVX512-BF16/AMX CPUs, CUDA), fp16 on CUDA without bf16, else fp32
     polish_steps: int = 0  # with bf16/fp16: the last steps run in fp32, so the image fits the fp32 network
-    optimizer: str = "adam"  # 'adam': KerasAdam with lr/beta1/beta2/eps above (seed) | 'lbfgs' (gafu.lbfgs)
+    optimizer: str = _setting("adam", "Adam with Keras semantics or L-BFGS")  # 'adam': KerasAdam with lr/beta1/beta2/eps above (seed) | 'lbfgs' (gafu.lbfgs)
     lbfgs_history: int = 10  # L-BFGS curvature pairs (2 image-sized fp32 tensors each; capped at 256 MB)
-    scales: Tuple[float, ...] = ()  # coarse-to-fine: fractions of `size` optimized first, e.g. (0.25, 0.5); () = seed
-    scale_steps: Tuple[int, ...] = ()  # steps at each of `scales` (same length)
+    scales: Tuple[float, ...] = _setting((), "coarse-to-fine: fractions of size optimized first, e.g. 0.25,0.5")  # coarse-to-fine: fractions of `size` optimized first, e.g. (0.25, 0.5); () = seed
+    scale_steps: Tuple[int, ...] = _setting((), "steps at each of scales (same count)")  # steps at each of `scales` (same length)
     scale_lr: Optional[float] = None  # Adam learning rate at the coarse scales (None: lr)
-    stop_tol: float = 0.0  # stop early when the loss fell by less than this fraction over the last
+    stop_tol: float = _setting(0.0, "stop once the loss falls by less than this fraction over stop_window steps (0 = never)")  # stop early when the loss fell by less than this fraction over the last
     stop_window: int = 20  # `stop_window` steps (stop_tol 0 = never stop early, as the seed)
 
     # Free-form label shown in summaries.
@@ -75,7 +85,7 @@ class StyleConfig:
     # Controls (gafu.controls) -------------------------------------------------------------------
     # 'none'; 'luminance': style transfer on luminance only, colours from the content (Gatys et al.
     # 2016); 'histogram': the style's RGB mean/covariance matched to the content's before transfer.
-    preserve_color: str = "none"
+    preserve_color: str = _setting("none", "'luminance': transfer on luminance only, colours from the content (Gatys et al. 2016); 'histogram': match the style's colour mean/covariance to the content first")
     style_scale: float = 1.0  # style images seen at style_scale x size (0.5..2): 2 = strokes twice as large
     strength: Optional[float] = None  # 0..1: style_weight x 10**(4*(strength-0.5)); None = style_weight as is
     feather: float = 0.0  # soft mask/region edges: Gaussian blur, sigma = feather/2 pixels (0 = hard)
@@ -159,10 +169,6 @@ STYLE_SCALE_RANGE: Tuple[float, float] = (0.5, 2.0)
 STRENGTH_DECADES: float = 4.0
 
 
-def check_strength(strength) -> None:
-    ok = isinstance(strength, (int, float)) and not isinstance(strength, bool) and math.isfinite(strength)
-    if not ok or not 0.0 <= strength <= 1.0:
-        raise GafuError(f"strength must be a number in [0, 1], got {strength!r}")
 
 
 def _check_controls(cfg: "StyleConfig") -> None:
@@ -175,6 +181,32 @@ def _check_controls(cfg: "StyleConfig") -> None:
     if cfg.strength is not None:
         check_strength(cfg.strength)
     _check_float("feather", cfg.feather, allow_zero=True)
+
+
+def strength_to_style_weight(strength: float, base: float) -> float:
+    """Map ``strength`` in [0, 1] onto a style weight, logarithmically around ``base``:
+
+    ``base * 10 ** (STRENGTH_DECADES * (strength - 0.5))``: 0.5 -> base, 0 -> base/100, 1 -> base*100
+    (content weight unchanged). Equal steps of strength are equal ratios of style to content.
+
+    With the seed's optimizer (Adam, epsilon 0.1, gradients far larger than epsilon) the step size
+    does not depend on the loss scale, so only this ratio matters; in short runs the style loss is
+    limited by the number of steps and strengths above 0.5 change the result less than those below.
+    """
+    check_strength(strength)
+    return float(base) * 10.0 ** (STRENGTH_DECADES * (float(strength) - 0.5))
+
+
+def style_size(size: int, style_scale: float) -> int:
+    """Long side (pixels) at which style images are loaded: ``round(size * style_scale)``, at least 1."""
+    return max(1, int(round(size * float(style_scale))))
+
+
+def effective_style_weight(cfg) -> float:
+    """The style weight a config runs with: ``style_weight``, scaled by ``strength`` if set."""
+    if cfg.strength is None:
+        return float(cfg.style_weight)
+    return strength_to_style_weight(cfg.strength, cfg.style_weight)
 
 
 #: Named presets. "seed" reproduces the TensorFlow tutorial run exactly.
@@ -195,6 +227,23 @@ PRESETS: Dict[str, StyleConfig] = {
         stop_window=20,
     ),
 }
+
+
+def setting_help(name: str, presets: Tuple[str, ...] = ("fast", "seed")) -> str:
+    """A setting's help with its value in each of ``presets``: "longest side ... (fast: 512; seed: 512)"."""
+    meta = {f.name: f.metadata.get("help", "") for f in dataclasses.fields(StyleConfig)}
+    if name not in meta:
+        raise unknown_name("setting", name, meta)
+
+    def fmt(v) -> str:
+        if isinstance(v, tuple):
+            return ",".join(str(x) for x in v) if v else "none"
+        return f"{v:g}" if isinstance(v, float) else str(v)
+
+    values = [(p, fmt(getattr(PRESETS[p], name))) for p in presets]
+    if len({v for _, v in values}) == 1:
+        return f"{meta[name]} (default: {values[0][1]})"
+    return f"{meta[name]} (" + "; ".join(f"{p}: {v}" for p, v in values) + ")"
 
 
 def get_preset(name: str) -> StyleConfig:

@@ -12,9 +12,11 @@ from __future__ import annotations
 import functools
 import io
 import os
-import tempfile
+import secrets
+import stat
+import struct
 from pathlib import Path
-from typing import IO, Callable, Iterable, Union
+from typing import IO, Callable, Iterable, Optional, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -24,10 +26,12 @@ from .errors import GafuError
 ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray, "torch.Tensor"]  # noqa: F821
 
 #: Output formats chosen by file extension, with the save options used for each.
+#: JPEG: quality 95 without chroma subsampling (4:4:4): stylized strokes are colour detail that
+#: 4:2:0 would halve.
 SAVE_FORMATS = {
     ".png": ("PNG", {}),
-    ".jpg": ("JPEG", {"quality": 95}),
-    ".jpeg": ("JPEG", {"quality": 95}),
+    ".jpg": ("JPEG", {"quality": 95, "subsampling": 0}),
+    ".jpeg": ("JPEG", {"quality": 95, "subsampling": 0}),
     ".tif": ("TIFF", {"compression": "tiff_deflate"}),
     ".tiff": ("TIFF", {"compression": "tiff_deflate"}),
     ".webp": ("WEBP", {"quality": 95}),
@@ -37,21 +41,83 @@ SAVE_FORMATS = {
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp", ".gif")
 
 
-def open_image(path: Union[str, os.PathLike]) -> Image.Image:
-    """Open an image file as an RGB PIL image (orientation, mode and colour profile normalised)."""
-    p = Path(path)
-    if not p.exists():
-        raise GafuError(f"no such file: {p}")
-    if p.is_dir():
-        raise GafuError(f"expected an image file, got a folder: {p}")
+#: Default pixel limit of a decoded image (Pillow's own default guard, ~9459 x 9459 px): a file
+#: whose header claims more is refused before decoding (a decompression bomb). Raise it with the
+#: ``GAFU_MAX_PIXELS`` environment variable or ``max_pixels=``.
+DEFAULT_MAX_PIXELS = 89_478_485
+MAX_PIXELS_ENV = "GAFU_MAX_PIXELS"
+
+
+def pixel_limit(max_pixels: Optional[int] = None) -> int:
+    """The pixel limit in force: ``max_pixels``, else ``$GAFU_MAX_PIXELS``, else the default."""
+    if max_pixels is not None:
+        return int(max_pixels)
+    raw = os.environ.get(MAX_PIXELS_ENV)
+    if raw is None or not raw.strip():
+        return DEFAULT_MAX_PIXELS
+    try:
+        value = int(float(raw))
+    except ValueError:
+        raise GafuError(f"{MAX_PIXELS_ENV} must be a number of pixels, got '{raw}'") from None
+    if value < 1:
+        raise GafuError(f"{MAX_PIXELS_ENV} must be >= 1, got {value}")
+    return value
+
+
+def open_image(path: Union[str, os.PathLike], *, max_pixels: Optional[int] = None) -> Image.Image:
+    """Open an image file as an RGB PIL image (orientation, mode and colour profile normalised).
+
+    Refused with a GafuError, never a traceback: missing files, folders, anything that is not a
+    regular file (a FIFO would block, a device never ends: neither is opened), files Pillow cannot
+    read, truncated or corrupt data, and images whose header claims more than the pixel limit
+    (:func:`pixel_limit`), before any pixel is decoded. What matters in Pillow's warnings (a
+    garbage EXIF block, ...) is handled here; the warnings themselves are the caller's to filter
+    (the CLI does).
+    """
+    p = _check_file(path)
+    limit = pixel_limit(max_pixels)
     try:
         with Image.open(p) as im:
+            w, h = im.size
+            if w * h > limit:
+                raise GafuError(
+                    f"{p} claims {w}x{h} = {w * h:,} pixels, over the limit of {limit:,} (a decompression "
+                    f"bomb guard); raise it with max_pixels or ${MAX_PIXELS_ENV} if the image is real",
+                    argument="max_pixels",
+                )
             im.load()
             return to_rgb(im)
     except UnidentifiedImageError:
         raise GafuError(f"not an image file Pillow can read: {p}") from None
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise GafuError(f"cannot read image {p}: {exc}") from None
+    except Image.DecompressionBombError as exc:  # Pillow's own guard, twice its default
+        raise GafuError(f"{p}: {exc}; raise the limit with max_pixels or ${MAX_PIXELS_ENV}", argument="max_pixels") from None
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error, IndexError, KeyError, TypeError,
+            ZeroDivisionError, MemoryError) as exc:
+        # Pillow's decoders raise all of these on malformed data (fuzzing shows each).
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise GafuError(f"cannot read image {p}: {first}") from None
+
+
+def _check_file(path: Union[str, os.PathLike]) -> Path:
+    """``path`` as a Path if it names a regular file (symlinks followed); GafuError otherwise.
+    Nothing is opened: a FIFO or device is refused by its type, without blocking."""
+    p = Path(path)
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        if os.path.islink(p):
+            raise GafuError(f"broken symbolic link: {p}") from None
+        raise GafuError(f"no such file: {p}") from None
+    except OSError as exc:  # a symlink loop, a name too long, permission denied on a folder
+        raise GafuError(f"cannot use {p}: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise GafuError(f"expected an image file, got a folder: {p}")
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a named pipe (FIFO)" if stat.S_ISFIFO(st.st_mode) else "a device or socket"
+        raise GafuError(f"expected an image file, got {kind}: {p}")
+    if not os.access(p, os.R_OK):
+        raise GafuError(f"cannot read {p}: permission denied")
+    return p
 
 
 def to_rgb(im: Image.Image) -> Image.Image:
@@ -62,7 +128,10 @@ def to_rgb(im: Image.Image) -> Image.Image:
     - Alpha (RGBA, LA, PA, P with transparency) is composited on white.
     - An embedded ICC profile is converted to sRGB when Pillow's CMS support is available.
     """
-    im = ImageOps.exif_transpose(im)
+    try:
+        im = ImageOps.exif_transpose(im)
+    except Exception:  # a garbage EXIF block (Pillow raises SyntaxError, ValueError, ...): keep the pixels as they are
+        pass
     icc = im.info.get("icc_profile")
     mode = im.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
@@ -197,14 +266,96 @@ def resize(t: "torch.Tensor", size: tuple[int, int], *, antialias: bool) -> "tor
     return out
 
 
-def load_tensor(image: ImageLike, max_dim: int | None, *, mode: str = "seed") -> "torch.Tensor":  # noqa: F821
+#: Output extensions that hold 16 bits per channel (``save_image(..., bits=16)``).
+HIGH_BIT_EXTENSIONS = (".png", ".tif", ".tiff")
+
+# EXIF orientation -> the numpy operation that undoes it (as ImageOps.exif_transpose does).
+_ORIENT = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.transpose(1, 0, 2),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a.transpose(1, 0, 2)[::-1, ::-1],
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def _is_srgb(icc: bytes | None) -> bool:
+    if not icc:
+        return True
+    try:
+        from PIL import ImageCms
+
+        return "srgb" in ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc))).lower()
+    except Exception:  # an unreadable profile is ignored, as on the 8-bit path
+        return True
+
+
+def load_array16(path: Union[str, os.PathLike]) -> Optional[np.ndarray]:
+    """The pixels of a 16-bit PNG or TIFF as HxWx3 float32 in [0, 1] at full precision (EXIF
+    orientation applied, alpha composited on white, grey replicated), or None when the file holds
+    8 bits per channel, is another format, or carries a non-sRGB profile (those are converted by
+    the 8-bit path: Pillow's colour management works in 8 bits)."""
+    p = Path(path)
+    ext = p.suffix.lower()
+    if ext not in HIGH_BIT_EXTENSIONS:
+        return None
+    with Image.open(p) as im:  # header only: orientation and profile
+        orientation = im.getexif().get(0x0112, 1)
+        if not _is_srgb(im.info.get("icc_profile")):
+            return None
+    try:
+        if ext == ".png":
+            import png
+
+            w, h, rows, meta = png.Reader(filename=str(p)).asDirect()
+            if meta["bitdepth"] != 16:
+                return None
+            arr = np.vstack([np.asarray(r, dtype=np.uint16) for r in rows]).reshape(h, w, meta["planes"])
+        else:
+            import tifffile
+
+            arr = tifffile.imread(p)
+            if arr.dtype != np.uint16:
+                return None
+    except Exception as exc:  # a malformed file: one line, as on the 8-bit path
+        raise GafuError(f"cannot read image {p}: {exc}") from None
+    x = arr.astype(np.float32) / np.float32(65535.0)
+    if x.ndim == 2:
+        x = x[..., None]
+    if x.shape[-1] in (2, 4):  # alpha on white
+        alpha = x[..., -1:]
+        x = x[..., :-1] * alpha + (1.0 - alpha)
+    if x.shape[-1] == 1:
+        x = np.repeat(x, 3, axis=-1)
+    if x.ndim != 3 or x.shape[-1] != 3:
+        return None
+    if orientation in _ORIENT:
+        x = _ORIENT[orientation](x)
+    return np.ascontiguousarray(x)
+
+
+def load_tensor(
+    image: ImageLike, max_dim: int | None, *, mode: str = "seed", bits: int = 8
+) -> "torch.Tensor":  # noqa: F821
     """Load an image as a 1x3xHxW float tensor with its long side scaled to max_dim.
 
     mode='seed' reproduces the tutorial's ``load_img`` (float32 truncation, bilinear, no antialias,
     enlarging small images); mode='antialias' rounds the shape and antialiases when shrinking.
-    max_dim=None keeps the image's own size.
+    max_dim=None keeps the image's own size. ``bits=16``: a 16-bit PNG/TIFF file keeps its full
+    precision (:func:`load_array16`); anything else loads as usual.
     """
-    t = to_tensor(load(image))
+    t = None
+    if bits == 16 and isinstance(image, (str, os.PathLike)):
+        _check_file(image)
+        arr = load_array16(image)
+        if arr is not None:
+            import torch
+
+            t = torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).contiguous()
+    if t is None:
+        t = to_tensor(load(image))
     if max_dim is None:
         return t
     if max_dim < 1:
@@ -215,6 +366,32 @@ def load_tensor(image: ImageLike, max_dim: int | None, *, mode: str = "seed") ->
     if mode == "antialias":
         return resize(t, fit_shape(h, w, max_dim), antialias=True)
     raise GafuError(f"unknown resize mode '{mode}'; choose from: seed, antialias")
+
+
+def as_tensor(image: Union[ImageLike, "torch.Tensor"], size: Optional[int] = None, mode: str = "seed") -> "torch.Tensor":  # noqa: F821
+    """The one coercion to gafu's tensor convention: any image -> float32 1x3xHxW in [0, 1], CPU.
+
+    Paths, PIL images and arrays are decoded with :func:`load` (EXIF, modes, ICC handled); a
+    tensor (1x3xHxW or 3xHxW in [0, 1]) is detached and copied. ``size`` scales the long side as
+    :func:`load_tensor` does (``mode`` 'seed' or 'antialias'); None keeps the size.
+    """
+    import torch
+
+    if not isinstance(image, torch.Tensor):
+        return load_tensor(image, size, mode=mode)
+    t = image.detach().to(torch.float32)
+    if t.ndim == 3:
+        t = t.unsqueeze(0)
+    if t.ndim != 4 or t.shape[:2] != (1, 3):
+        raise GafuError(f"expected an image tensor of shape 1x3xHxW, got {tuple(image.shape)}")
+    t = t.cpu()
+    if size is None:
+        return t
+    h, w = t.shape[-2:]
+    if mode not in ("seed", "antialias"):
+        raise GafuError(f"unknown resize mode '{mode}'; choose from: seed, antialias")
+    shape = seed_shape(h, w, size) if mode == "seed" else fit_shape(h, w, size)
+    return resize(t, shape, antialias=(mode != "seed"))
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -237,14 +414,20 @@ def check_output_path(
         raise GafuError(
             f"cannot tell the output format from '{p.name}'; use one of: {', '.join(SAVE_FORMATS)}"
         )
-    for src in inputs:
-        src_p = Path(src)
-        if _same_file(p, src_p) or p.resolve() == src_p.resolve():
-            raise GafuError(f"refusing to overwrite input file {src_p}")
+    try:
+        resolved = p.resolve()
+        for src in inputs:
+            src_p = Path(src)
+            if _same_file(p, src_p) or resolved == src_p.resolve():
+                raise GafuError(f"refusing to overwrite input file {src_p}")
+    except (RuntimeError, OSError) as exc:  # a symlink loop (RuntimeError before Python 3.13), ELOOP, ...
+        raise GafuError(f"cannot use output path {p}: {getattr(exc, 'strerror', None) or exc}") from None
+    if p.is_symlink() and not p.exists():
+        raise GafuError(f"output path is a broken or looping symbolic link: {p}")
+    if p.exists() and not p.is_file():
+        raise GafuError(f"output path is a folder or not a regular file: {p}")
     if p.exists() and not overwrite:
-        raise GafuError(f"{p} already exists; pass --overwrite to replace it")
-    if p.exists() and p.is_dir():
-        raise GafuError(f"output path is a folder: {p}")
+        raise GafuError(f"{p} already exists; pass overwrite=True to replace it", argument="overwrite")
     return p
 
 
@@ -254,17 +437,75 @@ def save_image(
     *,
     inputs: Iterable[Union[str, os.PathLike]] = (),
     overwrite: bool = True,
+    bits: int = 8,
 ) -> Path:
-    """Save atomically in the format given by the extension (JPEG/WebP quality 95).
+    """Save atomically in the format given by the extension (JPEG/WebP quality 95, 4:4:4), with
+    an sRGB ICC profile embedded.
 
+    ``bits=16``: 16 bits per channel (PNG or TIFF only) from a tensor, ``round(x * 65535)``.
     Refuses to replace any file in ``inputs``; with overwrite=False also refuses an existing file.
     Parent folders are created.
     """
+    if bits not in (8, 16):
+        raise GafuError(f"bits must be 8 or 16, got {bits!r}", argument="bits")
+    if bits == 16 and Path(path).suffix.lower() not in HIGH_BIT_EXTENSIONS:
+        raise GafuError(f"16-bit output needs a .png or .tif file, got '{Path(path).name}'", argument="bits")
     p = check_output_path(path, inputs=inputs, overwrite=overwrite)
+    if bits == 16:
+        atomic_write(p, functools.partial(_write16, _array16(image), p.suffix.lower()))
+        return p
     im = image if isinstance(image, Image.Image) else to_pil(image)
     fmt, opts = SAVE_FORMATS[p.suffix.lower()]
+    icc = srgb_profile()
+    if icc is not None:
+        opts = {**opts, "icc_profile": icc}  # the pixels are sRGB: say so, as browsers and print shops expect
     atomic_write(p, lambda fh: im.save(fh, format=fmt, **opts))
     return p
+
+
+def _array16(image) -> np.ndarray:
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert("RGB"), dtype=np.uint16) * 257  # 8-bit values, exactly
+    t = image.detach()
+    t = t[0] if t.ndim == 4 else t
+    if t.ndim != 3 or t.shape[0] != 3:
+        raise GafuError(f"expected a 3xHxW image tensor, got shape {tuple(image.shape)}")
+    arr = (t.double().clamp(0, 1) * 65535.0).round().cpu().permute(1, 2, 0).numpy()
+    return np.ascontiguousarray(arr.astype(np.uint16))
+
+
+def _write16(arr: np.ndarray, ext: str, fh) -> None:
+    icc = srgb_profile()
+    if ext == ".png":
+        import zlib
+
+        import png
+
+        h, w, _ = arr.shape
+        buf = io.BytesIO()
+        png.Writer(w, h, greyscale=False, bitdepth=16, compression=6).write_array(buf, arr.reshape(-1))
+        chunks = list(png.Reader(bytes=buf.getvalue()).chunks())
+        if icc is not None:  # iCCP right after IHDR, as the PNG spec orders it
+            chunks.insert(1, (b"iCCP", b"sRGB\x00\x00" + zlib.compress(icc)))
+        png.write_chunks(fh, chunks)
+    else:
+        import tifffile
+
+        buf = io.BytesIO()  # tifffile wants a named file or a BytesIO; the temporary file is an fd
+        tifffile.imwrite(buf, arr, photometric="rgb", compression="zlib", iccprofile=icc)
+        fh.write(buf.getvalue())
+
+
+@functools.lru_cache(maxsize=1)
+def srgb_profile() -> Optional[bytes]:
+    """The sRGB ICC profile embedded in saved images (littlecms' built-in sRGB); None when Pillow
+    has no CMS support."""
+    try:
+        from PIL import ImageCms
+
+        return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    except (ImportError, OSError, ValueError):
+        return None
 
 
 def atomic_write(path: Union[str, os.PathLike], write: Callable[[IO[bytes]], object]) -> Path:
@@ -272,26 +513,37 @@ def atomic_write(path: Union[str, os.PathLike], write: Callable[[IO[bytes]], obj
     renamed over ``path`` (readers never see a half-written file; a failure leaves nothing behind).
     Parent folders are created; the file gets the usual umask-based permissions."""
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = _create_temp(p)
+    except OSError as exc:
+        raise GafuError(f"cannot write {p}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
-        os.chmod(tmp, _default_file_mode())  # mkstemp creates 0600
         os.replace(tmp, p)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(exc, OSError):  # disk full, folder gone: nothing partial is left behind
+            raise GafuError(f"cannot write {p}: {exc.strerror or exc}") from None
         raise
     return p
 
 
-def _default_file_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+def _create_temp(p: Path) -> tuple[int, str]:
+    """A new temporary file beside ``p``, created exclusively with mode 0666 minus the process's
+    umask (the kernel applies it: no need to read or change the umask, which is process-wide)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = str(p.parent / f".{p.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise GafuError(f"cannot create a temporary file beside {p}")
 
 
 def collect_images(folder: Union[str, os.PathLike]) -> list[Path]:

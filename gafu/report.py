@@ -1,4 +1,5 @@
-"""Visual reports: labelled contact sheets, style comparisons, and the report of a stylization run.
+"""Visual reports (rendering only): labelled contact sheets, comparison sheets, loss figures, and
+the report of a stylization run. Running stylizations is the workflows' job (:mod:`gafu.workflows`).
 
 Images are composed with Pillow; plots are drawn with matplotlib on the Agg canvas (no pyplot).
 Nothing here prints; files are written only by the functions whose job it is
@@ -12,20 +13,18 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from PIL import Image, ImageDraw, ImageFont
 
-from .errors import GafuError, unknown_name
+from .errors import GafuError
 from .image import ImageLike, atomic_write, load, to_pil
 
 Cell = Optional[Tuple[str, Any]]  # (label, image) or None for an empty cell
 
 BACKGROUND = (255, 255, 255)
 TEXT = (20, 20, 20)
-COMPARE_METHODS = ("optimize", "fast")
 
 #: Files a run report writes (names relative to its folder).
 REPORT_FILES = ("report.json", "losses.png", "progress.png", "progress.gif", "index.html")
@@ -143,17 +142,6 @@ def _shorten(draw: ImageDraw.ImageDraw, text: str, font, width: float) -> str:
 # ---------------------------------------------------------------------------------------------
 # Style comparison (the seed's "which one do you prefer?")
 # ---------------------------------------------------------------------------------------------
-@dataclass
-class Comparison:
-    """Results of :func:`compare_styles`: one stylization per style, and their contact sheet."""
-
-    method: str
-    results: List[Image.Image]
-    sheet: Image.Image
-    seconds: List[float] = field(default_factory=list)
-    settings: Dict[str, Any] = field(default_factory=dict)
-
-
 def comparison_sheet(
     content: ImageLike,
     styles: Sequence[ImageLike],
@@ -171,78 +159,6 @@ def comparison_sheet(
     top: List[Cell] = [(content_label, content)] + [(f"style: {lab}", s) for lab, s in zip(labels, styles)]
     bottom: List[Cell] = [None] + [(f"result: {lab}", r) for lab, r in zip(labels, results)]
     return contact_sheet([top, bottom], cell=cell, title=title)
-
-
-def _label(x: Any, i: int) -> str:
-    if isinstance(x, (str, os.PathLike)):
-        return Path(x).stem
-    return f"style {i + 1}"
-
-
-def compare_styles(
-    content: ImageLike,
-    styles: Sequence[ImageLike],
-    *,
-    method: str = "optimize",
-    size: int = 256,
-    steps: int = 200,
-    preset: str = "fast",
-    strength: float = 1.0,
-    cell: int = 256,
-    weights: Union[str, os.PathLike, None] = None,
-    device: str = "cpu",
-    callback=None,
-    **overrides,
-) -> Comparison:
-    """Stylize ``content`` once per style and lay the results out on a labelled contact sheet.
-
-    ``method='optimize'``: optimization with ``preset`` (default "fast", as :func:`gafu.stylize`;
-    "seed" = the tutorial's Adam) at ``size``/``steps`` and any other setting in ``overrides``.
-    ``method='fast'``: the feed-forward Magenta model (``gafu.fast.fast_stylize``) with
-    ``max_size=size`` and ``strength``.
-    ``callback(index, iterate_or_None)`` is called as work progresses (for progress bars).
-    """
-    if method not in COMPARE_METHODS:
-        raise unknown_name("method", str(method), COMPARE_METHODS)
-    styles = list(styles)
-    if not styles:
-        raise GafuError("give at least one style image")
-    content_im = load(content)
-    style_ims = [load(s) for s in styles]
-    results: List[Image.Image] = []
-    seconds: List[float] = []
-    if method == "fast":
-        try:
-            from .fast import fast_stylize
-        except ModuleNotFoundError as exc:
-            if exc.name in ("gafu.fast", __package__ + ".fast"):
-                raise GafuError("the fast mode is not installed in this gafu (no gafu.fast module); use --method optimize") from None
-            raise GafuError(f"the fast mode needs the '{exc.name}' package, which is not installed") from None
-        settings: Dict[str, Any] = {"max_size": size, "strength": strength}
-        for i, s in enumerate(style_ims):
-            t0 = time.perf_counter()
-            results.append(fast_stylize(content_im, s, strength=strength, max_size=size, device=device))
-            seconds.append(time.perf_counter() - t0)
-            if callback is not None:
-                callback(i, None)
-    else:
-        from .config import get_preset
-        from .optimize import StyleTransfer
-
-        cfg = get_preset(preset).replace(size=size, steps=steps, **overrides)
-        settings = cfg.to_dict()
-        for i, s in enumerate(style_ims):
-            t0 = time.perf_counter()
-            st = StyleTransfer(content_im, [s], cfg, weights=weights, device=device)
-            for it in st.run():
-                if callback is not None:
-                    callback(i, it)
-            results.append(to_pil(st.image))
-            seconds.append(time.perf_counter() - t0)
-    labels = [_label(s, i) for i, s in enumerate(styles)]
-    title = f"Which one do you prefer? ({'optimization, ' + str(steps) + ' steps' if method == 'optimize' else 'fast (Magenta)'}, {size} px)"
-    sheet = comparison_sheet(content_im, style_ims, results, style_labels=labels, title=title, cell=cell)
-    return Comparison(method=method, results=results, sheet=sheet, seconds=seconds, settings=settings)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -295,7 +211,8 @@ def loss_figure(history: Mapping[str, Sequence[float]], *, steps_per_epoch: int 
     ax.grid(True, which="major", alpha=0.3)
     if steps:
         ax.set_xlim(min(steps) - 0.5, max(steps) + 0.5)
-    ax.legend(loc="upper right", fontsize=9)
+    if ax.get_legend_handles_labels()[0]:  # an empty run has no curves to name
+        ax.legend(loc="upper right", fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -345,7 +262,7 @@ def check_report_dir(directory: Union[str, os.PathLike], *, overwrite: bool = Fa
     if not overwrite:
         for name in REPORT_FILES:
             if (d / name).exists():
-                raise GafuError(f"{d / name} already exists; pass --overwrite to replace the report")
+                raise GafuError(f"{d / name} already exists; pass overwrite=True to replace the report", argument="overwrite")
     return d
 
 
@@ -483,3 +400,12 @@ def _fmt(v: Any) -> str:
     if isinstance(v, dict):
         return "; ".join(f"{k}: {_fmt(x)}" for k, x in v.items())
     return str(v)
+
+
+def __getattr__(name: str):
+    # compare_styles ran stylizations inside this rendering module; it now lives in gafu.workflows.
+    if name in ("compare_styles", "Comparison", "COMPARE_METHODS"):
+        from .workflows import compare
+
+        return getattr(compare, name)
+    raise AttributeError(f"module 'gafu.report' has no attribute '{name}'")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import os
 import re
+import threading
 from typing import Dict, Iterable, Optional, Sequence, Tuple, Union
 
 import torch
@@ -118,6 +119,31 @@ class VGG19Features(nn.Module):
         self.compute_dtype: Optional[torch.dtype] = None
         self.channels_last = False
         self.folded = False
+        self._lowp: Dict[torch.dtype, "VGG19Features"] = {}
+        self._lowp_lock = threading.Lock()
+
+    def at_precision(self, dtype: Optional[torch.dtype]) -> "VGG19Features":
+        """This extractor computing in ``dtype``: itself for fp32/None, else its
+        :meth:`reduced_precision` copy, made once and kept (thread-safe)."""
+        if dtype is None or dtype == torch.float32 or dtype == self.compute_dtype:
+            return self
+        with self._lowp_lock:
+            m = self._lowp.get(dtype)
+            if m is None:
+                m = self._lowp[dtype] = self.reduced_precision(dtype, channels_last=True)
+            return m
+
+    def __deepcopy__(self, memo):
+        # The low-precision cache and its lock are per object: a copy starts without them.
+        cls = self.__class__
+        new = cls.__new__(cls)
+        memo[id(self)] = new
+        for k, v in self.__dict__.items():
+            if k in ("_lowp", "_lowp_lock"):
+                continue
+            new.__dict__[k] = copy.deepcopy(v, memo)
+        new._lowp, new._lowp_lock = {}, threading.Lock()
+        return new
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """RGB [0,1] -> Caffe input: BGR, x255, minus mean pixel (``keras...vgg19.preprocess_input``).
@@ -184,7 +210,29 @@ class VGG19Features(nn.Module):
         return out
 
 
+def min_side(layers: Sequence[str]) -> int:
+    """The smallest image side VGG19 can take to reach the deepest of ``layers`` (2 ** pools before it;
+    a pooling layer itself needs one more halving)."""
+    if not layers:
+        return 1
+    deepest = max(LAYERS.index(canonical(n)) for n in layers)
+    pools = sum(1 for name in LAYERS[: deepest + 1] if name.startswith("pool"))
+    return 2**pools
+
+
+def check_min_side(image: torch.Tensor, layers: Sequence[str], what: str) -> None:
+    """GafuError when ``image`` is too small for the layers (instead of a pooling RuntimeError)."""
+    need = min_side(layers)
+    h, w = image.shape[-2:]
+    if min(h, w) < need:
+        raise GafuError(
+            f"{what} is {w}x{h} pixels, too small for the VGG19 layers used "
+            f"(at least {need} pixels on each side); raise the size"
+        )
+
+
 _model_cache: Dict[tuple, VGG19Features] = {}
+_model_lock = threading.Lock()
 
 
 def load_vgg19(
@@ -203,15 +251,9 @@ def load_vgg19(
 
     path, _ = resolve_path(weights)
     key = (tuple(layers), str(path), pooling, str(device))
-    model = _model_cache.get(key)
-    if model is None:
-        model = VGG19Features(layers, weights=weights, pooling=pooling).to(device)
-        _model_cache[key] = model
-    if dtype is None or dtype == torch.float32:
-        return model
-    lowp_key = key + (str(dtype),)
-    lowp = _model_cache.get(lowp_key)
-    if lowp is None:
-        lowp = model.reduced_precision(dtype, channels_last=True)
-        _model_cache[lowp_key] = lowp
-    return lowp
+    with _model_lock:  # one model per key even when threads (a web server's workers) ask at once
+        model = _model_cache.get(key)
+        if model is None:
+            model = VGG19Features(layers, weights=weights, pooling=pooling).to(device)
+            _model_cache[key] = model
+    return model.at_precision(dtype)

@@ -31,3 +31,28 @@ def style_path() -> Path:
 def _deterministic():
     torch.manual_seed(0)
     yield
+
+
+def tiny_vgg19_weights(seed: int = 0, widths=(8, 16, 16, 32, 32)) -> dict:
+    """Random He-initialised VGG19 conv weights with few channels per block: the real network's
+    layer names, depth and pooling, at a fraction of the cost (for tests that check plumbing,
+    not pictures)."""
+    from gafu.weights import CONV_LAYERS
+
+    g = torch.Generator().manual_seed(seed)
+    out, cin = {}, 3
+    for name, _, _ in CONV_LAYERS:
+        cout = widths[int(name[5]) - 1]
+        w = torch.randn(cout, cin, 3, 3, generator=g) * (2.0 / (9 * cin)) ** 0.5 / 255.0
+        out[name] = (w, torch.zeros(cout))
+        cin = cout
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_vgg():
+    """A small random-init VGG19 extractor returning the seed's style and content layers."""
+    from gafu.config import SEED_CONTENT_LAYERS, SEED_STYLE_LAYERS
+    from gafu.vgg import VGG19Features
+
+    return VGG19Features(SEED_STYLE_LAYERS + SEED_CONTENT_LAYERS, weights=tiny_vgg19_weights())

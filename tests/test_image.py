@@ -1,3 +1,5 @@
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -127,3 +129,71 @@ def test_saved_file_has_normal_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask
+
+
+def _png16(path, arr):
+    import png
+
+    h, w, _ = arr.shape
+    with open(path, "wb") as fh:
+        png.Writer(w, h, greyscale=False, bitdepth=16).write_array(fh, arr.reshape(-1))
+
+
+def test_16bit_png_and_tiff_keep_their_precision(tmp_path):
+    import numpy as np
+    import tifffile
+    import torch
+
+    from gafu.image import load_tensor, save_image
+
+    g = np.random.default_rng(0)
+    arr = g.integers(0, 65536, size=(5, 7, 3), dtype=np.uint16)
+    _png16(tmp_path / "in.png", arr)
+    tifffile.imwrite(tmp_path / "in.tif", arr, photometric="rgb")
+    for src in ("in.png", "in.tif"):
+        t = load_tensor(tmp_path / src, None, bits=16)
+        assert torch.equal((t[0].permute(1, 2, 0).double() * 65535).round().to(torch.int64),
+                           torch.from_numpy(arr.astype(np.int64)))
+        eight = load_tensor(tmp_path / src, None)  # the default path keeps 8 bits
+        assert (eight * 255 - (eight * 255).round()).abs().max() < 1e-4
+        for ext in ("png", "tif"):
+            out = save_image(t, tmp_path / f"out_{src}.{ext}", bits=16)
+            back = load_tensor(out, None, bits=16)
+            assert torch.equal(back, t)
+
+
+def test_16bit_output_needs_png_or_tiff(tmp_path):
+    import torch
+
+    from gafu.errors import GafuError
+    from gafu.image import save_image
+
+    with pytest.raises(GafuError, match="16-bit output"):
+        save_image(torch.rand(1, 3, 4, 4), tmp_path / "a.jpg", bits=16)
+
+
+def test_16bit_png_carries_srgb(tmp_path):
+    import torch
+    from PIL import ImageCms
+
+    from gafu.image import save_image
+
+    out = Image.open(save_image(torch.rand(1, 3, 4, 4), tmp_path / "a.png", bits=16))
+    prof = ImageCms.ImageCmsProfile(io.BytesIO(out.info["icc_profile"]))
+    assert "sRGB" in ImageCms.getProfileDescription(prof)
+
+
+def test_cli_bit_depth_16_end_to_end(tmp_path, style_path):
+    import png
+
+    from gafu.cli import main
+
+    g = np.random.default_rng(1)
+    _png16(tmp_path / "c.png", g.integers(0, 65536, size=(24, 32, 3), dtype=np.uint16))
+    out = tmp_path / "o.png"
+    code = main(["stylize", str(tmp_path / "c.png"), str(style_path), "-o", str(out), "--preset", "seed",
+                 "--size", "32", "--steps", "1", "--bit-depth", "16"])
+    assert code == 0
+    assert png.Reader(filename=str(out)).read()[3]["bitdepth"] == 16
+    assert main(["stylize", str(tmp_path / "c.png"), str(style_path), "-o", str(tmp_path / "o.jpg"),
+                 "--bit-depth", "16"]) == 2

@@ -151,11 +151,13 @@ def test_stale_temp_files_are_removed(tmp_path):
     run_plan(plan, CopyFactory(str(src), str(out)))
     leftover = out / "a" / ".one__v0.png.k3j_9x2a.tmp"
     leftover.write_bytes(b"half")
+    current = out / ".manifest.jsonl.0123456789ab.tmp"  # today's atomic_write naming
+    current.write_bytes(b"half")
     mine = out / "a" / "keep.tmp"
     mine.write_bytes(b"not ours")
-    assert list(stale_temp_files(out)) == [leftover]
+    assert sorted(stale_temp_files(out)) == sorted([leftover, current])
     run_plan(plan, CopyFactory(str(src), str(out)), resume=True)
-    assert not leftover.exists() and mine.exists()
+    assert not leftover.exists() and not current.exists() and mine.exists()
 
 
 def test_local_worker_processes_give_the_same_files(tmp_path):

@@ -1,7 +1,6 @@
 """gafu.report: contact sheets, run reports, style comparisons."""
 
 import json
-import sys
 
 import numpy as np
 import pytest
@@ -133,13 +132,6 @@ def test_compare_styles_optimize(content_path, style_path):
         compare_styles(content_path, [style_path], method="fsat")
 
 
-def test_compare_styles_fast_mode_missing(monkeypatch, content_path, style_path):
-    monkeypatch.setitem(sys.modules, "gafu.fast", None)  # as if the module were not there
-    with pytest.raises(GafuError, match="fast mode is not installed"):
-        compare_styles(content_path, [style_path], method="fast", size=32)
-
-
 def test_compare_styles_fast(content_path, style_path):
-    pytest.importorskip("gafu.fast")
     cmp = compare_styles(content_path, [style_path], method="fast", size=64, cell=48)
     assert cmp.method == "fast" and max(cmp.results[0].size) == 64

@@ -11,7 +11,7 @@ from . import common
 
 
 def register(sub) -> None:
-    from ..report import COMPARE_METHODS
+    from ..workflows.compare import COMPARE_METHODS
 
     p = sub.add_parser(
         "compare",
@@ -48,7 +48,7 @@ def result_path(sheet: Path, index: int, style: str) -> Path:
 def run(args: argparse.Namespace) -> int:
     from ..errors import GafuError
     from ..image import check_output_path, open_image, save_image
-    from ..report import compare_styles
+    from ..workflows.compare import compare_styles
 
     if args.strength > 1:
         raise GafuError(f"--strength must be between 0 and 1, got {args.strength:g}")

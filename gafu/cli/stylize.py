@@ -3,20 +3,50 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
-import time
 from pathlib import Path
 
 from . import common
 
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # SIGINT (Ctrl-C): 128 + 2
+EXIT_TERMINATED = 143  # SIGTERM: 128 + 15
+EXIT_FAILED = 1  # the run itself failed (a non-finite loss); the last good image is saved
+
+
+#: Config fields set by a flag of the same name (``size`` -> ``--size``): type, choices, metavar.
+#: Help texts and defaults come from :class:`gafu.config.StyleConfig` (:func:`~gafu.config.setting_help`).
+SETTINGS = {
+    "size": dict(type=common.positive_int),
+    "steps": dict(type=common.nonneg_int),
+    "style_weight": dict(type=common.nonneg_float),
+    "content_weight": dict(type=common.nonneg_float),
+    "tv_weight": dict(type=common.nonneg_float),
+    "lr": dict(type=common.positive_float),
+    "content_layers": dict(type=common.name_list),
+    "style_layers": dict(type=common.name_list),
+    "seed": dict(type=common.nonneg_int),
+    "precision": dict(choices=("fp32", "bf16", "fp16", "auto")),
+    "optimizer": dict(choices=("adam", "lbfgs")),
+    "scales": dict(type=common.fraction_list, metavar="F,F"),
+    "scale_steps": dict(type=common.int_list, metavar="N,N"),
+    "stop_tol": dict(type=common.nonneg_float, metavar="F"),
+}
+SETTING_FLAGS = ("size", "steps", "style_weight", "content_weight", "tv_weight", "lr", "content_layers",
+                 "style_layers", "seed")
+SPEED_FLAGS = ("precision", "optimizer", "scales", "scale_steps", "stop_tol")
+
+
+def _add_setting(group, name: str) -> None:
+    from ..config import setting_help
+
+    group.add_argument("--" + name.replace("_", "-"), help=setting_help(name), **SETTINGS[name])
 
 
 def register(sub) -> None:
     from ..config import PRESETS, StyleConfig
 
     d = StyleConfig()
-    f = PRESETS["fast"]
     p = sub.add_parser(
         "stylize",
         help="stylize a photo by optimization over VGG19 (Gatys et al.)",
@@ -33,38 +63,23 @@ def register(sub) -> None:
     g.add_argument("--preset", default="fast", choices=sorted(PRESETS),
                    help="starting settings (default: fast = the seed's loss minimized by L-BFGS in bf16 where the "
                    "hardware has it; seed = the TensorFlow tutorial exactly)")
-    g.add_argument("--size", type=common.positive_int, help=f"longest side in pixels (seed: {d.size})")
-    g.add_argument("--steps", type=common.nonneg_int, help=f"optimizer steps (fast: {f.steps}, stops early when the loss stalls; seed: {d.steps})")
-    g.add_argument("--style-weight", type=common.nonneg_float, help=f"style loss weight (seed: {d.style_weight:g})")
-    g.add_argument("--content-weight", type=common.nonneg_float, help=f"content loss weight (seed: {d.content_weight:g})")
-    g.add_argument("--tv-weight", type=common.nonneg_float, help=f"total variation weight (seed: {d.tv_weight:g}; tutorial's TV run: 30)")
-    g.add_argument("--lr", type=common.positive_float, help=f"Adam learning rate, with --optimizer adam (seed: {d.lr:g})")
-    g.add_argument("--content-layers", type=common.name_list, help=f"comma-separated (seed: {','.join(d.content_layers)})")
-    g.add_argument("--style-layers", type=common.name_list, help=f"comma-separated (seed: {','.join(d.style_layers)})")
+    for name in SETTING_FLAGS:
+        _add_setting(g, name)
     g.add_argument("--style-weights", type=common.float_list, help="blend weights of several style images, e.g. 0.7,0.3")
-    g.add_argument("--seed", type=common.nonneg_int, help="random seed (default: 0)")
     g.add_argument("--weights", help="VGG19 weights file (torch state dict or Keras h5); default: $GAFU_VGG19_WEIGHTS or bundled")
     common.add_device_arg(g)
 
     add_control_args(p, d)
     sp = p.add_argument_group("speed (how the loss is minimized; the loss itself is unchanged)")
-    sp.add_argument("--precision", choices=("fp32", "bf16", "fp16", "auto"),
-                    help="VGG19 activations in 16 bit (channels_last), image/targets/Gram/loss in fp32 "
-                    f"(fast: {f.precision}; seed: {d.precision}; bf16 needs AVX512-BF16/AMX on CPU to be fast; fp16 is for CUDA; "
-                    "auto: bf16 where the hardware has it, else fp32)")
-    sp.add_argument("--optimizer", choices=("adam", "lbfgs"),
-                    help=f"Adam with Keras semantics or L-BFGS (fast: {f.optimizer}; seed: {d.optimizer})")
-    sp.add_argument("--scales", type=common.fraction_list, metavar="F,F",
-                    help="coarse-to-fine: fractions of --size optimized first, e.g. 0.25,0.5 (seed: none)")
-    sp.add_argument("--scale-steps", type=common.int_list, metavar="N,N",
-                    help="steps at each of --scales (same count)")
-    sp.add_argument("--stop-tol", type=common.nonneg_float, metavar="F",
-                    help="stop once the loss falls by less than this fraction over "
-                    f"{d.stop_window} steps (fast: {f.stop_tol:g}; seed: 0 = never)")
+    for name in SPEED_FLAGS:
+        _add_setting(sp, name)
 
     o = p.add_argument_group("output")
     o.add_argument("--save-every", type=common.nonneg_int, default=0, metavar="N",
                    help="also save the image every N steps as OUTPUT_stepNNNN.ext (the seed shows one per 100)")
+    o.add_argument("--bit-depth", type=int, choices=(8, 16), default=8,
+                   help="bits per channel of OUTPUT: 16 (PNG/TIFF) also reads a 16-bit content image at full precision "
+                   "(default: 8)")
     o.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout")
     o.add_argument("--report", metavar="DIR",
                    help="write a run report into DIR: settings, final numbers, loss curves, intermediate images "
@@ -118,15 +133,14 @@ def _strength(text: str) -> float:
 
 def control_changes(args: argparse.Namespace) -> dict:
     """Config fields set by the control flags (``--init PATH`` is an image, not a setting)."""
-    from ..errors import GafuError
+    from ..checks import check_one_style_weight
 
     changes = {}
     for flag in ("preserve_color", "style_scale", "strength", "feather"):
         value = getattr(args, flag, None)
         if value is not None:
             changes[flag] = value
-    if changes.get("strength") is not None and getattr(args, "style_weight", None) is not None:
-        raise GafuError("--strength and --style-weight both set the style weight; give one of them")
+    check_one_style_weight(changes.get("strength"), getattr(args, "style_weight", None))
     if getattr(args, "init", None) in ("content", "noise"):
         changes["init"] = args.init
     return changes
@@ -152,8 +166,9 @@ def build_config(args: argparse.Namespace):
 
     cfg = get_preset(args.preset)
     changes = {}
-    for flag in ("size", "steps", "style_weight", "content_weight", "tv_weight", "lr", "seed",
-                 "precision", "optimizer", "scales", "scale_steps", "stop_tol"):
+    for flag in SETTINGS:
+        if flag in ("content_layers", "style_layers"):
+            continue
         value = getattr(args, flag, None)
         if value is not None:
             changes[flag] = value
@@ -176,124 +191,162 @@ def intermediate_path(output: Path, step: int) -> Path:
     return output.with_name(f"{output.stem}_step{step:04d}{output.suffix}")
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..errors import GafuError
-    from ..image import check_output_path, open_image, save_image
+def _check_outputs(args: argparse.Namespace, cfg, inputs) -> Path:
+    """Every file the run will write is checked before any work: output, intermediates, report."""
+    from ..image import check_output_path
 
-    from ..controls import parse_region_styles
+    if getattr(args, "bit_depth", 8) == 16 and Path(args.output).suffix.lower() not in (".png", ".tif", ".tiff"):
+        from ..errors import GafuError
 
-    cfg = build_config(args)
-    if (args.region_map is None) != (args.region_styles is None):
-        raise GafuError("--region-map and --region-styles go together: give both or neither")
-    region_styles = parse_region_styles(args.region_styles) if args.region_styles is not None else None
-    if region_styles is not None and args.styles:
-        raise GafuError("give style images either as arguments or with --region-styles, not both")
-    if region_styles is None and not args.styles:
-        raise GafuError("no style image: give at least one, or --region-map with --region-styles")
-    if region_styles is not None and args.style_weights is not None:
-        raise GafuError(
-            "--style-weights blends several style arguments; with --region-styles each region has one style"
-        )
-    init_path = init_image_path(args)
-    styles = [Path(s) for s in args.styles] if region_styles is None else [Path(s) for _, s in region_styles]
-    extra = [Path(x) for x in (args.mask, args.region_map, init_path) if x is not None]
-    inputs = [Path(args.content)] + styles + extra
+        raise GafuError(f"--bit-depth 16 needs a .png or .tif output, got '{Path(args.output).name}'")
     output = check_output_path(args.output, inputs=inputs, overwrite=args.overwrite)
     if args.save_every:
         for step in range(args.save_every, cfg.steps + sum(cfg.scale_steps) + 1, args.save_every):
             check_output_path(intermediate_path(output, step), inputs=inputs, overwrite=args.overwrite)
-    report = getattr(args, "report", None)
-    if report:
+    if getattr(args, "report", None):
         from ..report import check_report_dir
 
-        check_report_dir(report, overwrite=args.overwrite)
-    if args.style_weights is not None and len(args.style_weights) != len(args.styles):
-        raise GafuError(f"--style-weights has {len(args.style_weights)} values for {len(args.styles)} style images")
-    for path in inputs:  # fail fast on unreadable inputs, before loading the network
-        open_image(path)
-    device = common.resolve_device(args.device)
+        check_report_dir(args.report, overwrite=args.overwrite)
+    return output
 
-    from ..optimize import StyleTransfer
 
-    t0 = time.perf_counter()
-    st = StyleTransfer(
-        args.content,
-        args.styles,
-        cfg,
-        style_weights=args.style_weights,
-        weights=args.weights,
-        device=device,
-        init_image=init_path,
-        mask=args.mask,
-        region_map=args.region_map,
-        region_styles=region_styles,
-    )
-    prepare_s = time.perf_counter() - t0
-    saved = []
-    last = None
-    interrupted = False
-    history = []  # iterates for --report
-    initial = st.image if report else None
+def _loop(st, args: argparse.Namespace, output: Path, inputs) -> tuple:
+    """Run the optimization with a progress bar; Ctrl-C ends it early. Returns (last, history,
+    saved intermediates, interrupted)."""
+    from ..image import save_image
+
+    cfg, report = st.config, getattr(args, "report", None)
+    saved, history, last, interrupted = [], [], None, 0
     every = args.save_every or (min(cfg.steps_per_epoch, max(1, cfg.steps // 10)) if report else 0)
     bar = common.progress(cfg.steps + sum(cfg.scale_steps), "stylize")
     try:
-        for it in st.run(image_every=every):
+        for it in st.run(image_every=every, tune_allocator=True):
             last = it
             if report:
                 history.append(it)
             bar.update(1)
             bar.set_postfix(loss=f"{it.loss:.4g}", refresh=False)
             if args.save_every and it.step % args.save_every == 0 and it.image is not None:
-                saved.append(str(save_image(it.image, intermediate_path(output, it.step), inputs=inputs)))
+                saved.append(str(save_image(it.image, intermediate_path(output, it.step), inputs=inputs,
+                                            bits=args.bit_depth)))
     except KeyboardInterrupt:
-        interrupted = True
+        interrupted = EXIT_INTERRUPTED
+    except Terminated:
+        interrupted = EXIT_TERMINATED
     finally:
         bar.close()
-    save_image(st.image, output, inputs=inputs)
+    return last, history, saved, interrupted
+
+
+class Terminated(BaseException):
+    """SIGTERM during the loop: like Ctrl-C, the current image is saved before exiting (143)."""
+
+
+class _SigtermAsInterrupt:
+    """While the optimization runs, SIGTERM ends it like Ctrl-C (the image is saved); while the
+    result is being written, a SIGTERM is remembered and honoured after the file is complete."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.active = threading.current_thread() is threading.main_thread()
+        self.deferring = False
+        self.pending = False
+        self.previous = None
+
+    def __enter__(self):
+        if self.active:
+            self.previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.deferring:
+            self.pending = True
+        else:
+            raise Terminated()
+
+    def defer(self) -> None:
+        self.deferring = True
+
+    def __exit__(self, *exc) -> None:
+        if self.active:
+            signal.signal(signal.SIGTERM, self.previous)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..image import save_image
+    from ..masks import parse_region_styles
+    from ..optimize import StyleTransfer
+    from ..optimize.prepare import style_list
+
+    cfg = build_config(args)
+    region_styles = parse_region_styles(args.region_styles) if args.region_styles is not None else None
+    style_list(args.styles or None, args.style_weights, args.region_map, region_styles, cfg)  # the library's rules
+    init_path = init_image_path(args)
+    styles = [Path(s) for s in args.styles] if region_styles is None else [Path(s) for _, s in region_styles]
+    extra = [Path(x) for x in (args.mask, args.region_map, init_path) if x is not None]
+    inputs = [Path(args.content)] + styles + extra
+    output = _check_outputs(args, cfg, inputs)
+    device = common.resolve_device(args.device)
+    # Unreadable inputs fail here: StyleTransfer decodes every input once, before the network loads.
+    content = args.content
+    if args.bit_depth == 16:  # a 16-bit photo keeps its precision through to the 16-bit file
+        from ..image import load_tensor
+
+        content = load_tensor(args.content, None, bits=16)
+    st = StyleTransfer(
+        content, args.styles, cfg, style_weights=args.style_weights, weights=args.weights, device=device,
+        init_image=init_path, mask=args.mask, region_map=args.region_map, region_styles=region_styles,
+    )
+    initial = st.image if args.report else None
+    with _SigtermAsInterrupt() as term:
+        last, history, saved, interrupted = _loop(st, args, output, inputs)
+        term.defer()  # from here on the output is being written: finish it first
+        save_image(st.image, output, inputs=inputs, bits=args.bit_depth)
+    if term.pending and not interrupted:
+        interrupted = EXIT_TERMINATED
     final = st.evaluate()
     if interrupted:
         print(f"gafu stylize: interrupted after {st.steps_done} steps; saved {output}", file=sys.stderr)
-    if report:
+    elif st.stop_reason == "non-finite":
+        print(f"gafu stylize: the loss became non-finite at step {st.steps_done}; saved the last image with a "
+              f"finite loss to {output}", file=sys.stderr)
+    if args.report:
         from ..report import write_run_report
 
         write_run_report(
-            report, history, initial=initial, overwrite=args.overwrite,
+            args.report, history, initial=initial, overwrite=args.overwrite,
             settings={"content": str(args.content), "styles": [str(s) for s in args.styles],
                       "style_weights": st.style_weights, "preset": args.preset, **cfg.to_dict(),
                       "device": device, "weights": _weights_info(args.weights)["path"]},
-            summary={"output": str(output), "steps": st.steps_done, "interrupted": interrupted,
+            summary={"output": str(output), "steps": st.steps_done, "interrupted": bool(interrupted),
                      "content_shape": list(st.content.shape[-2:]), "final_loss": final,
-                     "loss_last_step": last.loss if last else None},
-            timings={"prepare_seconds": prepare_s},
+                     "loss_last_step": last.loss if last else None,
+                     "stop_reason": _stop_reason(st, interrupted)},
+            timings={"prepare_seconds": st.prepare_seconds},
         )
     if args.json:
-        common.print_json(
-            {
-                "command": "stylize",
-                "content": str(args.content),
-                "styles": [str(s) for s in styles],
-                "style_weights": st.style_weights,
-                "output": str(output),
-                "intermediates": saved,
-                "preset": args.preset,
-                "settings": cfg.to_dict(),
-                "controls": st.controls_summary(),
-                "device": device,
-                "weights": _weights_info(args.weights),
-                "content_shape": list(st.content.shape[-2:]),
-                "steps": st.steps_done,
-                "interrupted": interrupted,
-                "loss_last_step": last.loss if last else None,
-                "final_loss": final,
-                "seconds": round(last.elapsed, 3) if last else 0.0,
-                "seconds_per_step": round(last.elapsed / last.step, 4) if last else None,
-                "prepare_seconds": round(prepare_s, 3),
-                "report": str(report) if report else None,
-                "precision_used": st.precision,
-                "fp32_fallback_steps": st.fp32_fallback_steps,
-            }
-        )
-    return EXIT_INTERRUPTED if interrupted else 0
+        common.print_json({
+            "command": "stylize", "content": str(args.content), "styles": [str(s) for s in styles],
+            "style_weights": st.style_weights, "output": str(output), "intermediates": saved,
+            "preset": args.preset, "settings": cfg.to_dict(), "controls": st.controls_summary(),
+            "device": device, "weights": _weights_info(args.weights), "content_shape": list(st.content.shape[-2:]),
+            "steps": st.steps_done, "interrupted": bool(interrupted), "loss_last_step": last.loss if last else None,
+            "final_loss": final, "seconds": round(last.elapsed, 3) if last else 0.0,
+            "seconds_per_step": round(last.elapsed / last.step, 4) if last else None,
+            "prepare_seconds": round(st.prepare_seconds, 3), "report": str(args.report) if args.report else None,
+            "precision_used": st.precision, "stop_reason": _stop_reason(st, interrupted),
+            "fp32_fallback_steps": st.fp32_fallback_steps,
+        })
+    if interrupted:
+        return interrupted
+    return EXIT_FAILED if st.stop_reason == "non-finite" else 0
+
+
+def _stop_reason(st, interrupted: int) -> str:
+    if interrupted:
+        return "terminated" if interrupted == EXIT_TERMINATED else "interrupted"
+    return st.stop_reason or "steps"
 
 
 def _weights_info(path) -> dict:

@@ -38,8 +38,9 @@ SEED_BITS = 63
 
 PathLike = Union[str, os.PathLike]
 
-# gafu.image.atomic_write names its temporary files ".<name>.<8 random chars>.tmp" (mkstemp).
-_TEMP_RE = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
+# gafu.image.atomic_write names its temporary files ".<name>.<random token>.tmp" (12 hex digits;
+# 8 characters from mkstemp in earlier versions).
+_TEMP_RE = re.compile(r"^\..+\.[A-Za-z0-9_]{8,16}\.tmp$")
 
 
 def sha256_bytes(data: bytes) -> str:
