@@ -30,8 +30,8 @@ Styles
 Methods
     'fast' (default): Magenta's arbitrary network (:class:`gafu.fast.FastStylizer`), one forward
     pass per image; 'optimize': Gatys optimization (:class:`gafu.optimize.StyleTransfer`) with a
-    short step budget (``steps``, default :data:`OPTIMIZE_STEPS`). The optimize method currently
-    builds the style's Gram targets per item (a prepared-targets API will let workers reuse them).
+    short step budget (``steps``, default :data:`OPTIMIZE_STEPS`); each worker prepares a style's
+    Gram targets once (:class:`gafu.optimize.StyleTargets`, per working size) for all its items.
 """
 
 from __future__ import annotations
@@ -330,16 +330,24 @@ class StylizeWorker:
         from .image import to_pil
         from .optimize import StyleTransfer
 
+        from .optimize import StyleTargets
+
         sp = self.spec
-        cfg = get_preset(sp.preset).replace(size=max(image.size), steps=sp.steps, resize="antialias",
-                                            seed=sub_seed(item.seed, "init"))
+        base = get_preset(sp.preset).replace(steps=sp.steps, resize="antialias")
+        cfg = base.replace(size=max(image.size), seed=sub_seed(item.seed, "init"))
         device = sp.device
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         elif device.startswith("cuda") and not torch.cuda.is_available():
             raise GafuError("device 'cuda' was asked for, but this torch build sees no CUDA device")
-        # Until StyleTargets lands, the style's Gram targets are rebuilt for every item.
-        st = StyleTransfer(image, sp.styles[item.style], cfg, weights=sp.weights, device=device)
+        # One StyleTargets per style and worker: the style image is decoded once and its Gram
+        # targets computed once per working size, then reused by every item with that style.
+        key = "optimize:" + item.style
+        targets = self._stylizers.get(key)
+        if targets is None:
+            targets = self._stylizers[key] = StyleTargets(sp.styles[item.style], base, weights=sp.weights,
+                                                          device=device)
+        st = StyleTransfer(image, targets, cfg, weights=sp.weights, device=device)
         for _ in st.run():
             pass
         return to_pil(st.image), device, st.steps_done

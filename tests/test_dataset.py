@@ -296,3 +296,13 @@ def test_missing_cuda_is_an_error_before_any_item(tree, tmp_path, capsys):
     assert main(["dataset", "stylize", str(tree), "-o", str(tmp_path / "o"), "--builtin", "1", "--device", "cuda"]) == 2
     assert "cuda" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_optimize_worker_prepares_a_style_once(tree, tmp_path):
+    plan, factory = dataset.prepare(tree, tmp_path / "o", styles=STYLES[:1], method="optimize", steps=1, size=48)
+    worker = factory()
+    items = [it for it in plan.items if it.input in ("cat/chelsea.png", "cat/coffee.png")]
+    rows = [worker(it) for it in items]
+    assert len(rows) == 2 and all(r["steps"] == 1 for r in rows)
+    (targets,) = [v for k, v in worker._stylizers.items() if k.startswith("optimize:")]
+    assert targets.extractor_calls == 1  # the painting went through VGG19 once for both photos
