@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "layers",
     "analyze",
     "web",
+    "dataset",
 )
 
 EXIT_OK = 0
