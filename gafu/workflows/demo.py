@@ -178,6 +178,23 @@ def run_fast(pair: DemoPair, *, device: str = "cpu", max_size: Optional[int] = N
     )
 
 
+def stages(config: StyleConfig) -> List[StyleConfig]:
+    """The configs of a coarse-to-fine plan, coarsest first, as :class:`~gafu.optimize.StyleTransfer`
+    runs them (each coarse stage at ``scales[i] x size`` with ``scale_steps[i]`` steps, antialiased
+    resizing, no early stop), then ``config`` itself without ``scales``."""
+    out = [
+        config.replace(size=max(1, round(config.size * f)), steps=n, scales=(), scale_steps=(), resize="antialias",
+                       lr=config.scale_lr if config.scale_lr is not None else config.lr, stop_tol=0.0)
+        for f, n in zip(config.scales, config.scale_steps)
+    ]
+    return out + [config.replace(scales=(), scale_steps=())]
+
+
+#: Share of the time limit the coarse stages may use together (they cost ~1/4 per step at half
+#: size; the rest of the time goes to full size, so a slow machine still ends at full resolution).
+COARSE_TIME_SHARE = 0.3
+
+
 def run_optimization(
     pair: DemoPair,
     config: StyleConfig,
@@ -187,8 +204,16 @@ def run_optimization(
     time_limit: Optional[float] = None,
     on_step: Optional[Callable[[Any], Any]] = None,
 ):
-    """Optimize one pair with ``config``; stop early after ``time_limit`` seconds (preparation
-    included). Returns ``(StyleResult, loss_history)``; ``info`` has steps, stop_reason, final_loss."""
+    """Optimize one pair with ``config``; with ``time_limit`` (seconds, preparation included) stop
+    early with the image reached. Returns ``(StyleResult, loss_history)``; the result's ``info`` has
+    steps, planned_steps, stop_reason ('steps', 'converged', 'time limit'), final_loss, precision.
+
+    Coarse-to-fine plans (``config.scales``) run stage by stage here, as StyleTransfer would run
+    them, so that under a time limit the coarse stages stop after ``COARSE_TIME_SHARE`` of it and
+    the rest of the time goes to the full size.
+    """
+    from dataclasses import replace
+
     from ..optimize import StyleTransfer
     from ..report import loss_history
     from ..result import StyleResult
@@ -196,33 +221,52 @@ def run_optimization(
     if time_limit is not None and not time_limit > 0:
         raise GafuError(f"time_limit must be a number of seconds > 0 (or None), got {time_limit!r}")
     t0 = time.perf_counter()
-    st = StyleTransfer(pair.content_path, [pair.style_path], config, weights=weights, device=device)
-    prepare = time.perf_counter() - t0
-    planned = config.steps + sum(config.scale_steps)
-    iterates = []
+    plan = stages(config)
+    planned = sum(c.steps for c in plan)
+    iterates: List[Any] = []
     image = None
     reason = "steps"
-    # image_every=1: the image of the latest step is at hand whenever the time limit stops the loop,
-    # also during a coarse stage (where st.image is still the start). It is a small copy per step.
-    for it in st.run(image_every=1):
-        iterates.append(it)
-        image = it.image
-        if on_step is not None:
-            on_step(it)
-        if time_limit is not None and it.step < planned and time.perf_counter() - t0 >= time_limit:
-            reason = "time limit"
-            break
-    else:
-        if iterates and iterates[-1].step < planned:
-            reason = "converged"
+    prepare = 0.0
+    done = 0
+    st = None
+    for k, cfg in enumerate(plan):
+        final_stage = k == len(plan) - 1
+        deadline = None
+        if time_limit is not None:
+            deadline = t0 + (time_limit if final_stage else COARSE_TIME_SHARE * time_limit)
+        t_prep = time.perf_counter()
+        st = StyleTransfer(pair.content_path, [pair.style_path], cfg, weights=weights, device=device,
+                           init_image=image)
+        prepare += time.perf_counter() - t_prep
+        n = 0
+        # image_every=1: the latest image is at hand wherever the time limit stops the loop (a
+        # small copy per step).
+        for it in st.run(image_every=1):
+            n += 1
+            it = replace(it, step=done + it.step, steps=planned, elapsed=time.perf_counter() - t0)
+            iterates.append(it)
+            image = it.image
+            if on_step is not None:
+                on_step(it)
+            if deadline is not None and n < cfg.steps and time.perf_counter() >= deadline:
+                reason = "time limit"  # also when only a coarse stage was cut short
+                break
+        else:
+            if final_stage and n < cfg.steps and reason == "steps":
+                reason = "converged"
+        done += n
     tensor = image if image is not None else st.image
-    final = st.evaluate(tensor) if iterates else st.evaluate()
+    if tuple(tensor.shape[-2:]) != tuple(st.content.shape[-2:]):  # no full-size step ran (steps=0)
+        from ..image import resize
+
+        tensor = resize(tensor, tuple(st.content.shape[-2:]), antialias=True).clamp(0, 1)
+    final = st.evaluate(tensor)
     seconds = time.perf_counter() - t0
     history = loss_history([_without_image(it) for it in iterates])
     result = StyleResult(
         tensor.detach().cpu().contiguous(), method="optimize", seconds=seconds, settings=config.to_dict(),
-        timings={"prepare": prepare, "loop": iterates[-1].elapsed if iterates else 0.0},
-        info={"steps": st.steps_done, "planned_steps": planned, "stop_reason": reason, "final_loss": final,
+        timings={"prepare": prepare, "loop": seconds - prepare},
+        info={"steps": done, "planned_steps": planned, "stop_reason": reason, "final_loss": final,
               "precision": st.precision},
     )
     return result, history
