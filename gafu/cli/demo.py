@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
             r = ev.result
             note = {"time limit": ", stopped at the time limit", "converged": ", loss stalled"}.get(r.info["stop_reason"], "")
             _say(args, f"optimized  {name}: {out_dir / files['optimized']}  ({r.size[0]}x{r.size[1]} px, "
-                       f"{r.info['steps']} steps{note}, {r.seconds:.1f} s)")
+                       f"{r.info['steps']} step{'' if r.info['steps'] == 1 else 's'}{note}, {r.seconds:.1f} s)")
 
     try:
         demo = run_demo(cfg, PAIRS, device=device, time_limit=time_limit, callback=on_progress, full=args.full)
