@@ -385,7 +385,7 @@ class DemoPage:
                 if target.is_dir():
                     raise GafuError(f"output path is a folder: {target}")
                 if target.exists() and not overwrite:
-                    raise GafuError(f"{target} already exists; pass --overwrite to replace it")
+                    raise GafuError(f"{target} already exists; pass overwrite=True to replace it", argument="overwrite")
             else:
                 check_output_path(target, inputs=inputs, overwrite=overwrite)
         self.path = self.directory / PAGE

@@ -158,7 +158,7 @@ def test_page_fills_in_and_refuses_to_overwrite(tmp_path):
     assert all((out / unquote(s)).is_file() for s in srcs)
     assert not (out / f"{PAIRS[0].name}.png").exists()
 
-    with pytest.raises(GafuError, match=r"already exists; pass --overwrite"):
+    with pytest.raises(GafuError, match=r"already exists; pass overwrite=True"):
         DemoPage(out, PAIRS, config=cfg)
     DemoPage(out, PAIRS, config=cfg, overwrite=True)  # allowed with overwrite
     (tmp_path / "file").write_text("x")
