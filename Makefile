@@ -6,24 +6,39 @@ PY := $(VENV)/bin/python
 # while an unpinned "torch" would pull a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
 
-.PHONY: install demo test test-all bench clean
+# `make test` also installs the optional parts (web page, Ray backend, video) so their tests run;
+# `make demo` needs only the core.
+EXTRAS ?= test,web-test,ray$(if $(wildcard gafu/video),$(comma)video,)
+comma := ,
+
+.PHONY: install install-core demo test test-all test-corpus clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+install-core: $(VENV)/.installed-core
+
+$(VENV)/.installed-core: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet "$(TORCH)"
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -e .
 	touch $@
 
-demo: install
+$(VENV)/.installed: pyproject.toml $(VENV)/.installed-core
+	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
+	touch $@
+
+demo: install-core
 	$(VENV)/bin/gafu demo --overwrite
 
 test: install
 	$(PY) -m pytest
 
+# The whole robustness corpus (every malformed file x five commands) and the slow tests.
+test-corpus: install
+	$(PY) -m pytest -m "corpus or slow"
+
 test-all: install
-	$(PY) -m pytest -m "slow or not slow"
+	$(PY) -m pytest -m "slow or corpus or not slow"
 
 clean:
 	rm -rf $(VENV) gafu-demo .pytest_cache
