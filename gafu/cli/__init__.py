@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "classify",
     "layers",
     "analyze",
+    "video",
 )
 
 EXIT_OK = 0
