@@ -4,7 +4,6 @@ resume, bad input, and both methods end to end on tiny clips (64 px, a few frame
 from __future__ import annotations
 
 import json
-import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from gafu.cli import main  # noqa: E402
 from gafu.errors import GafuError  # noqa: E402
 from gafu.losses import Criterion, TotalVariationLoss  # noqa: E402
 from gafu.video import FlowEstimator, TemporalLoss, consistency_mask, read_clip, stylize, warp, write_clip  # noqa: E402
-from gafu.video.clips import pan_clip, pan_zoom_clip  # noqa: E402
+from gafu.video.clips import pan_clip  # noqa: E402
 from gafu.video.metrics import warping_error  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / "gafu" / "data"
@@ -278,11 +277,13 @@ def test_fast_end_to_end_mp4_with_metrics(tmp_path, capsys, clip_mp4):
 
 
 @needs_models
-def test_shared_statistics_steady_the_tone(pan):
-    """Per-frame normalisation statistics change each frame's tone; shared ones do not."""
+def test_shared_statistics_steady_the_tone():
+    """Per-frame normalisation statistics change each frame's tone more than shared ones (at 256 px;
+    at 64 px the first frame's statistics fit later frames worse: see docs/video.md)."""
     from gafu.fast import FastStylizer
     from gafu.video.stylize import _FastFrames
 
+    pan = pan_clip(PHOTO, frames=4, size=(256, 256), shift=(SHIFT, 0))
     engine = _FastFrames(FastStylizer(style=STYLE), pan[0])
     shared = [engine(f) for f in pan]
     own = [engine(f, shared=False) for f in pan]
