@@ -157,18 +157,28 @@ def _prepare_frames_dir(folder: Path, settings: dict, total: int, *, resume: boo
 
 
 class _FastFrames:
-    """Feed-forward stylization with shared statistics and a warped-previous blend.
+    """Feed-forward stylization with shared statistics (the warped blend is done by the caller).
 
     Uses these private names of :mod:`gafu.fast` (kept in this one class): ``FastStylizer._vector``,
     ``FastStylizer._network(vector)`` and, on the network it returns, ``statistics(arr)`` and
-    ``__call__(arr, stats)``; plus the module functions ``linear_blend`` and ``keep_color``.
+    ``__call__(arr, stats)``; plus the module's public helpers ``linear_blend``, ``keep_color``,
+    ``run_tiled`` and ``DEFAULT_TILE_SIZE``. Frames above ``tile_size**2`` pixels (4K) run in
+    tiles, as ``FastStylizer.run`` does, with the same shared statistics.
     """
 
     def __init__(self, stylizer, first: np.ndarray) -> None:
-        from ..fast import keep_color, linear_blend
+        from PIL import Image
 
-        self.stylizer, self._keep_color, self._linear_blend = stylizer, keep_color, linear_blend
-        arr0 = first.astype(np.float32) / 255.0
+        from .. import fast
+
+        self.stylizer, self._fast = stylizer, fast
+        self.tile = stylizer.tile_size or fast.DEFAULT_TILE_SIZE
+        h, w = first.shape[:2]
+        preview = first
+        if h * w > self.tile * self.tile:  # statistics from a preview, as FastStylizer.run for tiles
+            scale = (self.tile * self.tile / (h * w)) ** 0.5
+            preview = np.asarray(Image.fromarray(first).resize((max(16, int(w * scale)), max(16, int(h * scale))),
+                                                               Image.LANCZOS))
         vector = None
         if stylizer.mode == "arbitrary":
             vector = stylizer._vector
@@ -176,15 +186,20 @@ class _FastFrames:
                 own = stylizer.style_vector(first)
                 vector = stylizer.strength * vector + (1.0 - stylizer.strength) * own
         self.net = stylizer._network(vector)
-        self.stats = self.net.statistics(arr0)
+        self.stats = self.net.statistics(preview.astype(np.float32) / 255.0)
 
     def __call__(self, frame: np.ndarray, *, shared: bool = True) -> np.ndarray:
         arr = frame.astype(np.float32) / 255.0
-        out = self.net(arr, self.stats if shared else None)
+        stats = self.stats if shared else None
+        h, w = arr.shape[:2]
+        if h * w > self.tile * self.tile:
+            out, _ = self._fast.run_tiled(lambda part: self.net(part, stats), arr, self.tile)
+        else:
+            out = self.net(arr, stats)
         if self.stylizer.mode == "builtin":
-            out = self._linear_blend(arr, out, self.stylizer.strength)
+            out = self._fast.linear_blend(arr, out, self.stylizer.strength)
         if self.stylizer.preserve_color:
-            out = self._keep_color(out, arr)
+            out = self._fast.keep_color(out, arr)
         return np.clip(out, 0.0, 1.0)
 
 
