@@ -235,7 +235,7 @@ class _OptimizeFrames:
         from ..optimize import StyleTransfer
         from .temporal import TemporalLoss
 
-        content = torch.from_numpy(frame).permute(2, 0, 1)[None].float() / 255.0
+        content = torch.from_numpy(np.array(frame)).permute(2, 0, 1)[None].float() / 255.0
         init_t = None if init is None else torch.from_numpy(np.ascontiguousarray(init)).permute(2, 0, 1)[None].float()
         st = StyleTransfer(content, self.targets, self.cfg.replace(steps=steps), device=self.device,
                            init_image=init_t, extractor=self.extractor)
