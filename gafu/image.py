@@ -13,6 +13,8 @@ import functools
 import io
 import os
 import secrets
+import stat
+import struct
 from pathlib import Path
 from typing import IO, Callable, Iterable, Optional, Union
 
@@ -39,25 +41,82 @@ SAVE_FORMATS = {
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp", ".gif")
 
 
-def open_image(path: Union[str, os.PathLike]) -> Image.Image:
-    """Open an image file as an RGB PIL image (orientation, mode and colour profile normalised)."""
+#: Default pixel limit of a decoded image (Pillow's own default guard, ~9459 x 9459 px): a file
+#: whose header claims more is refused before decoding (a decompression bomb). Raise it with the
+#: ``GAFU_MAX_PIXELS`` environment variable or ``max_pixels=``.
+DEFAULT_MAX_PIXELS = 89_478_485
+MAX_PIXELS_ENV = "GAFU_MAX_PIXELS"
+
+
+def pixel_limit(max_pixels: Optional[int] = None) -> int:
+    """The pixel limit in force: ``max_pixels``, else ``$GAFU_MAX_PIXELS``, else the default."""
+    if max_pixels is not None:
+        return int(max_pixels)
+    raw = os.environ.get(MAX_PIXELS_ENV)
+    if raw is None or not raw.strip():
+        return DEFAULT_MAX_PIXELS
+    try:
+        value = int(float(raw))
+    except ValueError:
+        raise GafuError(f"{MAX_PIXELS_ENV} must be a number of pixels, got '{raw}'") from None
+    if value < 1:
+        raise GafuError(f"{MAX_PIXELS_ENV} must be >= 1, got {value}")
+    return value
+
+
+def open_image(path: Union[str, os.PathLike], *, max_pixels: Optional[int] = None) -> Image.Image:
+    """Open an image file as an RGB PIL image (orientation, mode and colour profile normalised).
+
+    Refused with a GafuError, never a traceback: missing files, folders, anything that is not a
+    regular file (a FIFO would block, a device never ends: neither is opened), files Pillow cannot
+    read, truncated or corrupt data, and images whose header claims more than the pixel limit
+    (:func:`pixel_limit`), before any pixel is decoded. What matters in Pillow's warnings (a
+    garbage EXIF block, ...) is handled here; the warnings themselves are the caller's to filter
+    (the CLI does).
+    """
     p = _check_file(path)
+    limit = pixel_limit(max_pixels)
     try:
         with Image.open(p) as im:
+            w, h = im.size
+            if w * h > limit:
+                raise GafuError(
+                    f"{p} claims {w}x{h} = {w * h:,} pixels, over the limit of {limit:,} (a decompression "
+                    f"bomb guard); raise it with max_pixels or ${MAX_PIXELS_ENV} if the image is real",
+                    argument="max_pixels",
+                )
             im.load()
             return to_rgb(im)
     except UnidentifiedImageError:
         raise GafuError(f"not an image file Pillow can read: {p}") from None
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise GafuError(f"cannot read image {p}: {exc}") from None
+    except Image.DecompressionBombError as exc:  # Pillow's own guard, twice its default
+        raise GafuError(f"{p}: {exc}; raise the limit with max_pixels or ${MAX_PIXELS_ENV}", argument="max_pixels") from None
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error, IndexError, KeyError, TypeError,
+            ZeroDivisionError, MemoryError) as exc:
+        # Pillow's decoders raise all of these on malformed data (fuzzing shows each).
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise GafuError(f"cannot read image {p}: {first}") from None
 
 
 def _check_file(path: Union[str, os.PathLike]) -> Path:
+    """``path`` as a Path if it names a regular file (symlinks followed); GafuError otherwise.
+    Nothing is opened: a FIFO or device is refused by its type, without blocking."""
     p = Path(path)
-    if not p.exists():
-        raise GafuError(f"no such file: {p}")
-    if p.is_dir():
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        if os.path.islink(p):
+            raise GafuError(f"broken symbolic link: {p}") from None
+        raise GafuError(f"no such file: {p}") from None
+    except OSError as exc:  # a symlink loop, a name too long, permission denied on a folder
+        raise GafuError(f"cannot use {p}: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(st.st_mode):
         raise GafuError(f"expected an image file, got a folder: {p}")
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a named pipe (FIFO)" if stat.S_ISFIFO(st.st_mode) else "a device or socket"
+        raise GafuError(f"expected an image file, got {kind}: {p}")
+    if not os.access(p, os.R_OK):
+        raise GafuError(f"cannot read {p}: permission denied")
     return p
 
 
@@ -69,7 +128,10 @@ def to_rgb(im: Image.Image) -> Image.Image:
     - Alpha (RGBA, LA, PA, P with transparency) is composited on white.
     - An embedded ICC profile is converted to sRGB when Pillow's CMS support is available.
     """
-    im = ImageOps.exif_transpose(im)
+    try:
+        im = ImageOps.exif_transpose(im)
+    except Exception:  # a garbage EXIF block (Pillow raises SyntaxError, ValueError, ...): keep the pixels as they are
+        pass
     icc = im.info.get("icc_profile")
     mode = im.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
@@ -352,14 +414,20 @@ def check_output_path(
         raise GafuError(
             f"cannot tell the output format from '{p.name}'; use one of: {', '.join(SAVE_FORMATS)}"
         )
-    for src in inputs:
-        src_p = Path(src)
-        if _same_file(p, src_p) or p.resolve() == src_p.resolve():
-            raise GafuError(f"refusing to overwrite input file {src_p}")
+    try:
+        resolved = p.resolve()
+        for src in inputs:
+            src_p = Path(src)
+            if _same_file(p, src_p) or resolved == src_p.resolve():
+                raise GafuError(f"refusing to overwrite input file {src_p}")
+    except (RuntimeError, OSError) as exc:  # a symlink loop (RuntimeError before Python 3.13), ELOOP, ...
+        raise GafuError(f"cannot use output path {p}: {getattr(exc, 'strerror', None) or exc}") from None
+    if p.is_symlink() and not p.exists():
+        raise GafuError(f"output path is a broken or looping symbolic link: {p}")
+    if p.exists() and not p.is_file():
+        raise GafuError(f"output path is a folder or not a regular file: {p}")
     if p.exists() and not overwrite:
         raise GafuError(f"{p} already exists; pass overwrite=True to replace it", argument="overwrite")
-    if p.exists() and p.is_dir():
-        raise GafuError(f"output path is a folder: {p}")
     return p
 
 

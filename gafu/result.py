@@ -3,6 +3,9 @@
 A :class:`StyleResult` holds the stylized image in gafu's tensor convention (1x3xHxW float32 RGB
 in [0, 1], on the CPU), PIL access, and what produced it: the method, its settings and timings.
 The CLI, reports, the job runner and the web app read results only through this type.
+
+A fast result is made from the network's HxWx3 array; its tensor is built on first access, so a
+process that only wants pictures (a dataset worker running the ONNX networks) never imports torch.
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
-import torch
 from PIL import Image
 
 #: Values of :attr:`StyleResult.method`.
@@ -27,11 +29,11 @@ class StyleResult:
     ``tensor``: 1x3xHxW float32 in [0, 1] on the CPU. ``image``: the same as an RGB PIL image
     (rounded to 8 bits, built once). ``settings``: plain data describing the run (JSON-ready).
     ``seconds``: wall time of the run; ``timings``: named parts of it (e.g. ``prepare``, ``loop``).
-    ``info``: engine-specific facts (optimization: ``steps``, ``stop_reason``, ``final_loss``;
+    ``info``: engine-specific facts (optimization: ``steps``, ``stop_reason``, ``precision``;
     fast: ``tiles``).
     """
 
-    tensor: torch.Tensor = field(repr=False)
+    data: Any = field(repr=False)  # a 1x3xHxW tensor, or an HxWx3 float32 array (see from_array)
     method: str
     seconds: float
     settings: Dict[str, Any] = field(default_factory=dict, repr=False)
@@ -39,10 +41,14 @@ class StyleResult:
     info: Dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        t = self.tensor
-        if not isinstance(t, torch.Tensor) or t.ndim != 4 or t.shape[:2] != (1, 3):
-            shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
-            raise ValueError(f"a result holds a 1x3xHxW image tensor, got {shape}")
+        d = self.data
+        if isinstance(d, np.ndarray):
+            ok = d.ndim == 3 and d.shape[-1] == 3
+        else:
+            ok = hasattr(d, "ndim") and d.ndim == 4 and tuple(d.shape[:2]) == (1, 3)
+        if not ok:
+            shape = tuple(d.shape) if hasattr(d, "shape") else type(d).__name__
+            raise ValueError(f"a result holds a 1x3xHxW image tensor or an HxWx3 array, got {shape}")
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; one of {METHODS}")
 
@@ -50,13 +56,21 @@ class StyleResult:
     def from_array(cls, arr: np.ndarray, *, pil: Optional[Image.Image] = None, **kwargs: Any) -> "StyleResult":
         """From an HxWx3 float array in [0, 1] (what the ONNX networks produce). ``pil``: the 8-bit
         image the engine already made from it (kept as :attr:`image`, so no second rounding)."""
-        t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).permute(2, 0, 1).unsqueeze(0)
-        result = cls(t.clamp(0.0, 1.0).contiguous(), **kwargs)
+        result = cls(np.clip(np.ascontiguousarray(arr, dtype=np.float32), 0.0, 1.0), **kwargs)
         if pil is not None:
             if pil.size != result.size:
                 raise ValueError(f"pil image is {pil.size}, array is {result.size}")
             result.__dict__["image"] = pil  # the cached_property's slot
         return result
+
+    @functools.cached_property
+    def tensor(self):
+        """1x3xHxW float32 in [0, 1] on the CPU (built from the array on first access)."""
+        if not isinstance(self.data, np.ndarray):
+            return self.data
+        import torch
+
+        return torch.from_numpy(self.data).permute(2, 0, 1).unsqueeze(0).contiguous()
 
     @functools.cached_property
     def image(self) -> Image.Image:
@@ -68,7 +82,8 @@ class StyleResult:
     @property
     def size(self) -> Tuple[int, int]:
         """(width, height) in pixels."""
-        return int(self.tensor.shape[-1]), int(self.tensor.shape[-2])
+        shape = self.data.shape
+        return (int(shape[1]), int(shape[0])) if isinstance(self.data, np.ndarray) else (int(shape[-1]), int(shape[-2]))
 
     @property
     def tiles(self) -> int:
@@ -81,10 +96,13 @@ class StyleResult:
         return int(self.info.get("steps", 0))
 
     def save(self, path: Union[str, os.PathLike], **kwargs: Any):
-        """Save with :func:`gafu.image.save_image` (atomic; 16-bit PNG/TIFF with ``bits=16``)."""
+        """Save with :func:`gafu.image.save_image` (atomic, sRGB profile; ``bits=16`` for 16-bit PNG/TIFF).
+        An 8-bit save writes :attr:`image` itself (the engine's own rounding)."""
         from .image import save_image
 
-        return save_image(self.tensor, path, **kwargs)
+        if kwargs.get("bits", 8) == 16:
+            return save_image(self.tensor, path, **kwargs)
+        return save_image(self.image, path, **kwargs)
 
     def summary(self) -> Dict[str, Any]:
         """JSON-ready description (no pixels)."""
@@ -96,10 +114,3 @@ class StyleResult:
             **self.info,
             "settings": self.settings,
         }
-
-
-def as_result_tensor(image: Optional[torch.Tensor]) -> torch.Tensor:
-    """Detached float32 CPU copy in [0, 1] (what a result stores)."""
-    if image is None:
-        raise ValueError("no image")
-    return image.detach().to(torch.float32).clamp(0.0, 1.0).cpu().contiguous()

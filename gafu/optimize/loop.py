@@ -15,6 +15,7 @@ another) once; iterating over :meth:`StyleTransfer.run` runs the optimizer and y
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from ..image import ImageLike, as_tensor, resize
 from ..masks import REGION_TOLERANCE, MaskLike, blend, color_hex
 from ..result import StyleResult
 from ..vgg import VGG19Features, check_min_side, load_vgg19
+from .memory import check_fits
 from .optimizers import LBFGS, KerasAdam, history_for
 from .precision import dtype_of, keep_freed_memory, resolve_precision
 from .prepare import Where, build_criterion, check_targets_fit, prepare_where, start_image, style_list
@@ -128,6 +130,9 @@ class StyleTransfer:
         self.style_weights: List[float] = self.targets.weights if (self.targets and not where.regions) else []
 
         start = start_image(init_image, cfg, self.content, luma_only=luma_only)  # every input decoded by now
+        self.precision = resolve_precision(cfg.precision, self.device)  # 'auto' -> what this device runs fast
+        if self.device.type == "cpu":  # before the network loads: refuse what this machine cannot hold
+            check_fits(shape, precision=self.precision, regions=len(self.regions))
         layers = tuple(dict.fromkeys(cfg.style_layers + cfg.content_layers))
         self.extractor: VGG19Features = extractor if extractor is not None else load_vgg19(
             layers, weights=weights, pooling=cfg.pooling, device=self.device
@@ -136,13 +141,13 @@ class StyleTransfer:
         self._image = start.to(self.device).requires_grad_(True)
         self.optimizer = KerasAdam([self._image], lr=cfg.lr, beta1=cfg.beta1, beta2=cfg.beta2, eps=cfg.eps)
         self.steps_done = 0
-        self.precision = resolve_precision(cfg.precision, self.device)  # 'auto' -> what this device runs fast
         self.fp32_fallback_steps = 0  # reduced-precision steps redone in fp32 (non-finite gradient)
         # fp16 only: the loss (~1e9) is scaled down before backward so gradients fit fp16's range.
         self._grad_scale = _FP16_GRAD_SCALE
         self._lbfgs: Optional[LBFGS] = None
-        #: Why the last run() ended: 'steps' (all done), 'stalled' (config.stop_tol), None (running
-        #: or stopped by the caller).
+        #: Why the last run() ended: 'steps' (all done), 'stalled' (config.stop_tol), 'non-finite'
+        #: (the loss became NaN/Inf: the image is the last one with a finite loss), None (running or
+        #: stopped by the caller).
         self.stop_reason: Optional[str] = None
         self.prepare_seconds = time.perf_counter() - t0
         self.loop_seconds = 0.0
@@ -304,7 +309,8 @@ class StyleTransfer:
             done = 0
             if stages:
                 done = yield from self._coarse_to_fine(stages, planned, start, image_every)
-            yield from self._steps(total, offset=done, planned=planned, start=start, image_every=image_every)
+            if self.stop_reason != "non-finite":
+                yield from self._steps(total, offset=done, planned=planned, start=start, image_every=image_every)
 
     def _coarse_to_fine(self, stages, planned: int, start: float, image_every: int):
         """Run the coarse stages; leave the upsampled result in ``self._image``; return steps done."""
@@ -342,6 +348,9 @@ class StyleTransfer:
             self.steps_done += sub.steps_done
             done += n
             current = sub._image.detach().clamp(0.0, 1.0)
+            if sub.stop_reason == "non-finite":
+                self.stop_reason = "non-finite"
+                break
         with torch.no_grad():
             self._image.copy_(resize(current, full, antialias=True).clamp_(0.0, 1.0))
         return done
@@ -357,8 +366,10 @@ class StyleTransfer:
         polish = min(cfg.polish_steps, total) if precision != "fp32" else 0
         end = total
         i = 0
+        good = x.detach().clone()  # the latest image whose loss was finite
         while i < end:
             i += 1
+            before = x.detach().clone()
             if polish and precision != "fp32" and i > end - polish:
                 precision = "fp32"
                 history.clear()
@@ -367,6 +378,15 @@ class StyleTransfer:
             terms = self._one_step(x, precision)
             self.steps_done += 1
             loss = float(terms["total"].detach())
+            if not math.isfinite(loss):  # NaN/Inf: stop with the last image that had a finite loss
+                with torch.no_grad():
+                    x.copy_(good)
+                self.stop_reason = "non-finite"
+                self.loop_seconds = time.perf_counter() - start
+                yield Iterate(offset + i, planned, loss, {k: float(v.detach()) for k, v in terms.items() if k != "total"},
+                              self.loop_seconds, self.image, shape)
+                return
+            good = before
             history.append(loss)
             stop = _stalled(history, cfg.stop_tol, cfg.stop_window)
             if stop and polish and precision != "fp32":

@@ -1,1 +1,1 @@
-"""Workflows: several engine runs composed into one job (style comparison; later defect synthesis, video)."""
+"""Workflows: several engine runs composed into one job (the demo, style comparison; later defect synthesis)."""

@@ -1,0 +1,81 @@
+"""``gafu web``: serve the web page (Gradio) on this machine.
+
+    gafu web                                  # http://127.0.0.1:7860
+    gafu web --port 8080 --concurrency 2      # two jobs at once
+    gafu web --host 0.0.0.0                   # reachable from the network: only on a trusted one
+
+Needs the extra: pip install gafu[web]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import sys
+import tempfile
+
+from ..errors import GafuError
+from .common import add_device_arg, positive_int, resolve_device
+
+
+def file_size(text: str) -> int:
+    from ..web.jobs import parse_file_size
+
+    try:
+        return parse_file_size(text)
+    except GafuError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "web",
+        help="a local web page: stylize with live preview, fast, compare, diagnose",
+        description="Serve gafu's web page (Gradio) on this machine. Needs: pip install gafu[web]",
+    )
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1: this machine only); no share link is ever made")
+    p.add_argument("--port", type=positive_int, default=7860, help="port (default 7860)")
+    p.add_argument("--max-file-size", type=file_size, default="20mb", metavar="SIZE",
+                   help="largest upload, e.g. 20mb, 500kb (default 20mb)")
+    p.add_argument("--max-pixels", type=positive_int, default=40_000_000, metavar="N",
+                   help="largest uploaded image in pixels, width x height (default 40000000)")
+    p.add_argument("--max-size", type=positive_int, default=1024, metavar="PX",
+                   help="largest optimization size a visitor may ask for (default 1024)")
+    p.add_argument("--concurrency", type=positive_int, default=1, help="jobs running at once (default 1)")
+    p.add_argument("--queue", type=positive_int, default=8,
+                   help="jobs that may wait; more are refused with a message (default 8)")
+    add_device_arg(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    if importlib.util.find_spec("gradio") is None:
+        raise GafuError("the web page needs Gradio: pip install gafu[web]")
+    device = resolve_device(args.device)
+    workdir = tempfile.mkdtemp(prefix="gafu-web-")
+    # Before Gradio is imported: no analytics, uploads and caches inside the app's own folder.
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    os.environ["GRADIO_TEMP_DIR"] = os.path.join(workdir, "gradio")
+    from ..web.app import build_app, launch
+    from ..web.jobs import Limits
+
+    def stop(signum, frame):  # SIGTERM (service managers, docker stop): shut down like Ctrl+C, cleaning up
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    limits = Limits(max_file_bytes=args.max_file_size, max_pixels=args.max_pixels, max_size=args.max_size)
+    try:
+        demo = build_app(limits=limits, workdir=workdir, concurrency=args.concurrency, queue_size=args.queue,
+                         device=device)
+        print(f"gafu web: serving on http://{args.host}:{args.port} (Ctrl+C stops; files in {workdir})",
+              file=sys.stderr)
+        launch(demo, host=args.host, port=args.port, block=True, quiet=True)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0

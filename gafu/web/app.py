@@ -1,0 +1,393 @@
+"""The Gradio Blocks page of ``gafu web``: Stylize (live preview), Fast, Compare, Diagnose.
+
+:func:`build_app` only builds the page (nothing runs at import; Gradio is imported there);
+:func:`launch` serves it on loopback. API endpoints with stable names for ``gradio_client``:
+``stylize``, ``fast``, ``compare``, ``classify``, ``analyze`` (and ``layers``).
+"""
+
+
+import functools
+import inspect
+import tempfile
+from pathlib import Path
+from typing import Any, Optional
+
+from ..errors import GafuError
+from .jobs import (
+    EXAMPLE_PHOTOS,
+    EXAMPLE_STYLES,
+    DATA_DIR,
+    CancelRegistry,
+    Limits,
+    Workspace,
+    analyze_job,
+    check_float,
+    check_int,
+    check_upload,
+    classify_job,
+    example_paths,
+    fast_job,
+    layers_job,
+    parse_weights,
+    stylize_job,
+)
+
+#: Heavy events share one concurrency group: at most ``concurrency`` of them run at once.
+JOBS = "gafu-jobs"
+BUILTIN_CHOICES = [f"{i}" for i in range(26)]
+NO_EXAMPLE = "(none)"
+CSS = "footer {display: none !important}"
+
+
+def _gr():
+    try:
+        import gradio as gr
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] in ("gradio", "gradio_client"):
+            raise GafuError("the web page needs Gradio: pip install gafu[web]") from None
+        raise
+    return gr
+
+
+def _user_errors(fn):
+    """Show a GafuError's message on the page (gr.Error) instead of a generic failure."""
+    gr = _gr()
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def gen(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except GafuError as exc:
+                raise gr.Error(str(exc)) from None
+        return gen
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except GafuError as exc:
+            raise gr.Error(str(exc)) from None
+    return call
+
+
+def _editor_mask(value: Any):
+    """The strokes painted on the mask editor as an 'L' image (255 where painted), or None."""
+    from PIL import Image
+
+    if not value or not isinstance(value, dict):
+        return None
+    layers = [l for l in (value.get("layers") or []) if l is not None]
+    if not layers:
+        return None
+    import numpy as np
+
+    alpha = None
+    for layer in layers:
+        arr = np.asarray(layer)
+        a = arr[..., 3] if arr.ndim == 3 and arr.shape[-1] == 4 else (arr.max(axis=-1) if arr.ndim == 3 else arr)
+        alpha = a if alpha is None else np.maximum(alpha, a)
+    if alpha is None or not (alpha > 0).any():
+        return None
+    return Image.fromarray(((alpha > 0) * 255).astype("uint8"), "L")
+
+
+def build_app(
+    *,
+    limits: Optional[Limits] = None,
+    workdir: Any = None,
+    concurrency: int = 1,
+    queue_size: int = 8,
+    device: str = "cpu",
+    weights: Any = None,
+):
+    """Build the page (a ``gr.Blocks``, queue configured); serve it with :func:`launch`.
+
+    ``workdir``: the only folder the app writes into (default: a new temporary folder); one
+    sub-folder per visitor, deleted when the visitor leaves. ``concurrency``: jobs run at once;
+    ``queue_size``: jobs that may wait (more are refused with a message).
+    """
+    gr = _gr()
+    limits = limits or Limits()
+    if concurrency < 1 or queue_size < 1:
+        raise GafuError("concurrency and queue size must be at least 1")
+    root = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="gafu-web-"))
+    ws = Workspace(root)
+    cancels = CancelRegistry()
+    mb = limits.max_file_bytes / 1024**2
+
+    def sid(request) -> str:
+        return getattr(request, "session_hash", None) or "anonymous"
+
+    # ---- handlers ------------------------------------------------------------------------
+    def _styles(uploads, examples):
+        files = [check_upload(getattr(f, "name", f), limits, f"style image {i + 1}") for i, f in enumerate(uploads or [])]
+        paths = files + example_paths(examples, EXAMPLE_STYLES)
+        if len(paths) > limits.max_styles:
+            raise GafuError(f"at most {limits.max_styles} style images at once, got {len(paths)}")
+        return paths
+
+    @_user_errors
+    def stylize(content, style_files, style_examples, preset, size, steps, strength, style_weights,
+                preserve_color, style_scale, mask_drawn, mask_file, preview_every, request: gr.Request):
+        content = check_upload(content, limits, "the photo")
+        styles = _styles(style_files, style_examples)
+        size = check_int("size", size, 64, limits.max_size)
+        steps = check_int("steps", steps, 1, limits.max_steps)
+        every = check_int("preview every", preview_every, 1, limits.max_steps)
+        strength = check_float("strength", strength, 0.0, 1.0)
+        scale = check_float("style scale", style_scale, 0.5, 2.0)
+        mask = None
+        if mask_file:
+            mask = check_upload(mask_file, limits, "the mask")
+        else:
+            mask = _editor_mask(mask_drawn)
+        weights_list = parse_weights(style_weights, len(styles))
+        session = sid(request)
+        out = ws.job_dir(session, "stylize")
+        flag = cancels.start(session)
+        from ..report import loss_figure
+
+        plot = None
+        yield (gr.skip(), gr.skip(), f"preparing {size} px: VGG19 features of the photo and the style"
+               f"{'s' if len(styles) > 1 else ''}…", gr.skip(), gr.skip(), gr.skip())
+        try:
+            for up in stylize_job(content, styles, out, preset=preset, size=size, steps=steps, strength=strength,
+                                  style_weights=weights_list, preserve_color=preserve_color, style_scale=scale,
+                                  mask=mask, preview_every=every, cancel=flag, device=device, weights=weights):
+                if up.history.get("step"):
+                    plot = loss_figure(up.history, title="Loss", dpi=60)
+                if up.done:
+                    yield (up.image, plot, f"**{up.message}**", up.image, str(up.result_path), str(up.report_path))
+                elif up.image is not None:
+                    status = f"step {up.step}/{up.steps} · loss {up.loss:.4g} · {up.elapsed:.1f} s"
+                    yield (up.image, plot, status, gr.skip(), gr.skip(), gr.skip())
+        finally:
+            cancels.finish(session, flag)
+
+    def cancel(request: gr.Request):
+        if cancels.cancel(sid(request)):
+            return "cancelling: the image so far becomes the result…"
+        return gr.skip()
+
+    @_user_errors
+    def fast(content, style_file, style_example, builtin, strength, preserve_color, full_resolution, max_size,
+             request: gr.Request):
+        content = check_upload(content, limits, "the photo")
+        strength = check_float("strength", strength, 0.0, 1.0)
+        style, index = None, None
+        if builtin not in (None, "", "none"):
+            index = check_int("built-in style", builtin, 0, 25)
+        elif style_file:
+            style = check_upload(style_file, limits, "the style image")
+        elif style_example and style_example != NO_EXAMPLE:
+            style = example_paths([style_example], EXAMPLE_STYLES)[0]
+        else:
+            raise GafuError("choose a painting (upload or example) or a built-in style")
+        cap = limits.max_fast_size if full_resolution else check_int("max size", max_size, 16, limits.max_fast_size)
+        res = fast_job(content, style, builtin=index, strength=strength, preserve_color=preserve_color,
+                       max_size=cap, device=device)
+        out = ws.job_dir(sid(request), "fast")
+        from ..image import save_image
+
+        path = save_image(res.image, out / "fast.png")
+        w, h = res.image.size
+        return res.image, str(path), f"{w}x{h} px in {res.seconds:.2f} s ({res.tiles} tile{'s' if res.tiles != 1 else ''})"
+
+    @_user_errors
+    def compare(content, style_files, style_examples, method, size, steps, request: gr.Request):
+        from ..report import compare_styles
+
+        content = check_upload(content, limits, "the photo")
+        styles = _styles(style_files, style_examples)
+        size = check_int("size", size, 64, limits.max_size)
+        steps = check_int("steps", steps, 1, limits.max_steps)
+        cmp = compare_styles(content, styles, method=method, size=size, steps=steps, cell=192, weights=weights,
+                             device=device)
+        out = ws.job_dir(sid(request), "compare")
+        from ..image import save_image
+
+        path = save_image(cmp.sheet, out / "comparison.png")
+        secs = ", ".join(f"{s:.1f}" for s in cmp.seconds)
+        return cmp.sheet, str(path), f"{len(styles)} styles, seconds each: {secs}"
+
+    @_user_errors
+    def classify(image):
+        return classify_job(check_upload(image, limits, "the image"), top=5, device=device)
+
+    @_user_errors
+    def analyze(content, result, request: gr.Request):
+        content = check_upload(content, limits, "the content image")
+        result = check_upload(result, limits, "the result image")
+        path, numbers = analyze_job(content, result, ws.job_dir(sid(request), "analyze"))
+        return str(path), numbers
+
+    @_user_errors
+    def layers(image):
+        return layers_job(check_upload(image, limits, "the image") if image else None)
+
+    def set_mask_background(content):
+        return gr.update(value=content) if content else gr.update(value=None)
+
+    def forget(request: gr.Request):
+        ws.forget(sid(request))
+
+    # ---- page ----------------------------------------------------------------------------
+    photos = [[str(DATA_DIR / f)] for f in EXAMPLE_PHOTOS.values()]
+    style_names = list(EXAMPLE_STYLES)
+    inp = dict(type="filepath", image_mode=None, sources=["upload", "clipboard"], format="png")
+    with gr.Blocks(title="gafu", analytics_enabled=False, delete_cache=(3600, 86400)) as demo:
+        gr.Markdown(
+            "# gafu — neural style transfer\n"
+            f"Uploads up to {mb:g} MB and {limits.max_pixels / 1e6:g} megapixels. Jobs run "
+            f"{concurrency} at a time; others wait in the queue (position shown). Your results are "
+            "visible to you only and deleted when you close the page."
+        )
+        with gr.Tab("Stylize", id="stylize"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    s_content = gr.Image(label="Photo", elem_id="s-content", **inp)
+                    gr.Examples(photos, inputs=[s_content], label="Example photos")
+                    s_styles = gr.File(label="Style images (one or several)", file_count="multiple",
+                                       file_types=["image"], type="filepath", elem_id="s-styles")
+                    s_examples = gr.CheckboxGroup(style_names, value=[style_names[0]], label="Example paintings",
+                                                  elem_id="s-examples")
+                    with gr.Row():
+                        s_preset = gr.Radio(["fast", "seed"], value="fast", label="Preset",
+                                            info="fast: L-BFGS; seed: the TF tutorial's Adam")
+                        s_color = gr.Radio(["none", "luminance", "histogram"], value="none",
+                                           label="Colour preservation")
+                    with gr.Row():
+                        s_size = gr.Slider(64, limits.max_size, value=256, step=16, label="Size (long side, px)",
+                                           elem_id="s-size")
+                        s_steps = gr.Slider(1, limits.max_steps, value=100, step=1, label="Steps", elem_id="s-steps")
+                    with gr.Row():
+                        s_strength = gr.Slider(0, 1, value=0.5, step=0.05, label="Strength",
+                                               info="0.5 = the preset's style weight", elem_id="s-strength")
+                        s_scale = gr.Slider(0.5, 2.0, value=1.0, step=0.1, label="Style scale")
+                    with gr.Row():
+                        s_weights = gr.Textbox(label="Style weights", placeholder="e.g. 0.7, 0.3 (default equal)")
+                        s_every = gr.Slider(1, 50, value=5, step=1, label="Preview every N steps", elem_id="s-every")
+                    with gr.Accordion("Mask: stylize only where you paint", open=False):
+                        s_mask_draw = gr.ImageEditor(label="Paint on the photo", type="numpy", format="png",
+                                                     brush=gr.Brush(colors=["#ff0000"], color_mode="fixed"),
+                                                     sources=[], layers=False, elem_id="s-mask")
+                        s_mask_file = gr.Image(label="…or upload a mask (white = stylize)", type="filepath",
+                                               image_mode=None, format="png", sources=["upload"])
+                    with gr.Row():
+                        s_go = gr.Button("Stylize", variant="primary", elem_id="s-go")
+                        s_cancel = gr.Button("Cancel", variant="stop", elem_id="s-cancel")
+                with gr.Column(scale=1):
+                    s_status = gr.Markdown("", elem_id="s-status")
+                    s_preview = gr.Image(label="Live preview", format="png", interactive=False, elem_id="s-preview")
+                    s_plot = gr.Plot(label="Loss", format="png", elem_id="s-plot")
+                    s_result = gr.Image(label="Result", format="png", interactive=False, elem_id="s-result")
+                    with gr.Row():
+                        s_png = gr.File(label="Result PNG", interactive=False, elem_id="s-png")
+                        s_report = gr.File(label="Run report (zip)", interactive=False, elem_id="s-report")
+            s_content.change(set_mask_background, [s_content], [s_mask_draw], queue=False, api_visibility="private")
+            s_go.click(
+                stylize,
+                [s_content, s_styles, s_examples, s_preset, s_size, s_steps, s_strength, s_weights, s_color,
+                 s_scale, s_mask_draw, s_mask_file, s_every],
+                [s_preview, s_plot, s_status, s_result, s_png, s_report],
+                api_name="stylize", concurrency_limit=concurrency, concurrency_id=JOBS,
+            )
+            s_cancel.click(cancel, None, [s_status], queue=False, api_name="cancel")
+
+        with gr.Tab("Fast", id="fast"):
+            with gr.Row():
+                with gr.Column():
+                    f_content = gr.Image(label="Photo", elem_id="f-content", **inp)
+                    gr.Examples(photos, inputs=[f_content], label="Example photos")
+                    f_style = gr.Image(label="Painting (upload)", elem_id="f-style", **inp)
+                    f_example = gr.Dropdown([NO_EXAMPLE] + style_names, value=style_names[0], label="…or an example painting")
+                    f_builtin = gr.Dropdown(["none"] + BUILTIN_CHOICES, value="none",
+                                            label="…or one of the 26 built-in styles (overrides the painting)")
+                    with gr.Row():
+                        f_strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Strength", elem_id="f-strength")
+                        f_color = gr.Checkbox(label="Keep the photo's colours")
+                    with gr.Row():
+                        f_full = gr.Checkbox(value=True, label="Full resolution")
+                        f_max = gr.Slider(64, limits.max_fast_size, value=512, step=16,
+                                          label="Max size when not full resolution (px)", elem_id="f-max")
+                    f_go = gr.Button("Stylize fast", variant="primary", elem_id="f-go")
+                with gr.Column():
+                    f_result = gr.Image(label="Result", format="png", interactive=False, elem_id="f-result")
+                    f_info = gr.Markdown(elem_id="f-info")
+                    f_png = gr.File(label="Result PNG", interactive=False)
+            f_go.click(fast, [f_content, f_style, f_example, f_builtin, f_strength, f_color, f_full, f_max],
+                       [f_result, f_png, f_info], api_name="fast", concurrency_limit=concurrency, concurrency_id=JOBS)
+
+        with gr.Tab("Compare", id="compare"):
+            with gr.Row():
+                with gr.Column():
+                    c_content = gr.Image(label="Photo", elem_id="c-content", **inp)
+                    gr.Examples(photos, inputs=[c_content], label="Example photos")
+                    c_styles = gr.File(label="Style images", file_count="multiple", file_types=["image"],
+                                       type="filepath")
+                    c_examples = gr.CheckboxGroup(style_names, value=style_names, label="Example paintings")
+                    c_method = gr.Radio(["fast", "optimize"], value="fast", label="Method")
+                    with gr.Row():
+                        c_size = gr.Slider(64, limits.max_size, value=256, step=16, label="Size (px)")
+                        c_steps = gr.Slider(1, limits.max_steps, value=50, step=1, label="Steps (optimize)")
+                    c_go = gr.Button("Compare", variant="primary", elem_id="c-go")
+                with gr.Column():
+                    c_sheet = gr.Image(label="Contact sheet", format="png", interactive=False, elem_id="c-sheet")
+                    c_info = gr.Markdown()
+                    c_png = gr.File(label="Sheet PNG", interactive=False)
+            c_go.click(compare, [c_content, c_styles, c_examples, c_method, c_size, c_steps], [c_sheet, c_png, c_info],
+                       api_name="compare", concurrency_limit=concurrency, concurrency_id=JOBS)
+
+        with gr.Tab("Diagnose", id="diagnose"):
+            with gr.Row():
+                d_content = gr.Image(label="Content (photo)", elem_id="d-content", **inp)
+                d_result = gr.Image(label="Result (its stylization)", elem_id="d-result", **inp)
+            gr.Examples([[str(DATA_DIR / "chelsea.jpg"), None]], inputs=[d_content, d_result], label="Example")
+            with gr.Row():
+                d_classify = gr.Button("Classify the content (top 5)", elem_id="d-classify")
+                d_classify_r = gr.Button("Classify the result (top 5)")
+                d_analyze = gr.Button("Analyze content vs result", variant="primary", elem_id="d-analyze")
+                d_layers = gr.Button("VGG19 layers at this size")
+            with gr.Row():
+                d_label = gr.Label(num_top_classes=5, label="ImageNet classes", elem_id="d-label")
+                d_numbers = gr.JSON(label="Total variation, deltas, Sobel, edge preservation")
+            d_figure = gr.Image(label="High-pass deltas and Sobel edges", format="png", interactive=False,
+                                elem_id="d-figure")
+            d_table = gr.Dataframe(headers=["layer", "aliases", "kind", "output shape", "params"], label="VGG19 layers",
+                                   interactive=False)
+            d_classify.click(classify, [d_content], [d_label], api_name="classify", concurrency_limit=concurrency,
+                             concurrency_id=JOBS)
+            d_classify_r.click(classify, [d_result], [d_label], api_name="classify_result",
+                               concurrency_limit=concurrency, concurrency_id=JOBS)
+            d_analyze.click(analyze, [d_content, d_result], [d_figure, d_numbers], api_name="analyze",
+                            concurrency_limit=concurrency, concurrency_id=JOBS)
+            d_layers.click(layers, [d_content], [d_table], api_name="layers", concurrency_limit=concurrency,
+                           concurrency_id=JOBS)
+        demo.unload(forget)
+    demo.queue(max_size=queue_size, default_concurrency_limit=concurrency)
+    demo.gafu_workspace = ws  # for tests and the launcher
+    demo.gafu_limits = limits
+    return demo
+
+
+def launch(demo, *, host: str = "127.0.0.1", port: int = 7860, block: bool = True, quiet: bool = False):
+    """Serve the page on ``host:port`` (no share link, no monitoring, uploads capped by the
+    app's limits). With ``block=False`` returns at once (the server runs in a thread)."""
+    limits = getattr(demo, "gafu_limits", Limits())
+    ws = getattr(demo, "gafu_workspace", None)
+    return demo.launch(
+        server_name=host,
+        server_port=port,
+        share=False,
+        max_file_size=limits.max_file_bytes,
+        enable_monitoring=False,
+        ssr_mode=False,
+        pwa=False,
+        mcp_server=False,
+        prevent_thread_lock=not block,
+        quiet=quiet,
+        show_error=True,
+        inbrowser=False,
+        allowed_paths=[str(ws.root)] if ws is not None else None,
+        css=CSS,
+    )
