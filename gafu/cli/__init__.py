@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "analyze",
     "web",
     "dataset",
+    "video",
 )
 
 EXIT_OK = 0
