@@ -63,7 +63,16 @@ def source_path(ref: dict, key: str) -> Path:
     raise SystemExit(f"error: cannot find {name}")
 
 
-def run_pair(stem: str) -> dict:
+def _tf_scaled_tensor(arr: np.ndarray):
+    """uint8 HxWx3 -> 1x3xHxW float32 as tf.image.convert_image_dtype does it: x * float32(1/255)
+    (gafu.image.to_tensor divides by 255, which differs by one ulp for about half the values)."""
+    import torch
+
+    t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).unsqueeze(0).to(torch.float32)
+    return t * torch.tensor(1.0 / 255.0, dtype=torch.float32)
+
+
+def run_pair(stem: str, decoders=("tf", "pillow")) -> dict:
     import torch
 
     from gafu.config import get_preset
@@ -77,10 +86,18 @@ def run_pair(stem: str) -> dict:
     out = {"reference": stem, "content": ref["content"], "style": ref["style"], "size": ref["size"],
            "steps": ref["steps"], "tv_weight": ref["tv_weight"], "decoders": {}}
     paths = {k: source_path(ref, k) for k in ("content", "style")}
-    for decoder in ("tf", "pillow"):
+    for decoder in decoders:
         images = {}
         for k, p in paths.items():
-            images[k] = decode_like_tf(p) if decoder == "tf" and is_jpeg(p) else load(p)
+            if decoder == "pillow":
+                images[k] = load(p)
+            elif decoder == "tf":
+                images[k] = decode_like_tf(p) if is_jpeg(p) else load(p)
+            else:  # "tf_scale": TF's pixels and TF's uint8 -> float32 scaling, given as a tensor
+                from PIL import Image
+
+                arr = decode_like_tf(p) if is_jpeg(p) else np.asarray(Image.open(p).convert("RGB"))
+                images[k] = _tf_scaled_tensor(arr)
         torch.manual_seed(0)
         t0 = time.perf_counter()
         st = StyleTransfer(images["content"], [images["style"]], cfg)
@@ -104,6 +121,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("refs", nargs="+")
     ap.add_argument("--tf-self", action="append", default=[], metavar="A:B")
+    ap.add_argument("--decoders", default="tf,pillow",
+                    help="comma list of tf (decode_like_tf), pillow (gafu.image.load), tf_scale (TF's "
+                         "pixels scaled to float as TF does, x*float32(1/255))")
     ap.add_argument("--out")
     args = ap.parse_args()
     import torch
@@ -113,7 +133,7 @@ def main() -> None:
               "machine": {"cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
                           "torch_threads": torch.get_num_threads()},
               "versions": {"torch": torch.__version__, "numpy": np.__version__},
-              "pairs": [run_pair(stem) for stem in args.refs], "tf_vs_tf": []}
+              "pairs": [run_pair(stem, args.decoders.split(",")) for stem in args.refs], "tf_vs_tf": []}
     for spec in args.tf_self:
         a, b = spec.split(":")
         (ra, da), (rb, db) = load_ref(a), load_ref(b)

@@ -172,7 +172,7 @@ def _seed_run(ref: dict, content, style) -> np.ndarray:
 
 
 def _source(name: str, shared_images: Path):
-    for sub in ("content", "style"):
+    for sub in ("content", "style", "inspection"):
         p = shared_images / sub / name
         if p.exists():
             return decode_like_tf(p) if is_jpeg(p) else p
@@ -194,8 +194,13 @@ def test_seed_preset_with_tf_pixels_reproduces_tensorflow_run_128(shared_images)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stem", ["tf_seed_reference_chelsea_starry_256", "tf_seed_reference_rocket_hokusai_tv30_256"])
+@pytest.mark.parametrize("stem", [
+    "tf_seed_reference_chelsea_starry_256",  # PNG content, 4:2:0 style
+    "tf_seed_reference_rocket_hokusai_tv30_256",  # JPEG content with an ICC profile, progressive style, TV 30
+    # JPEG content and 4:2:0 style, TV 30: 28.54 dB measured (benchmarks/results/jpeg_seed_parity_256.json)
+    pytest.param("tf_seed_reference_hazelnut_kandinsky_tv30_256",
+                 marks=pytest.mark.xfail(reason="28.5 dB: below 30 dB on this pair", strict=False)),
+])
 def test_seed_preset_with_tf_pixels_reproduces_tensorflow_run_256(stem, shared_images):
-    """256 px, 100 steps: Starry Night (4:2:0) with a PNG content; a JPEG content (with an ICC
-    profile TF ignores) and a progressive style with TV weight 30."""
+    """256 px, 100 steps, every input JPEG decoded as TensorFlow decodes it."""
     _check_pair(stem, shared_images)
