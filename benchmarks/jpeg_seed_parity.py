@@ -63,21 +63,12 @@ def source_path(ref: dict, key: str) -> Path:
     raise SystemExit(f"error: cannot find {name}")
 
 
-def _tf_scaled_tensor(arr: np.ndarray):
-    """uint8 HxWx3 -> 1x3xHxW float32 as tf.image.convert_image_dtype does it: x * float32(1/255)
-    (gafu.image.to_tensor divides by 255, which differs by one ulp for about half the values)."""
-    import torch
-
-    t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).unsqueeze(0).to(torch.float32)
-    return t * torch.tensor(1.0 / 255.0, dtype=torch.float32)
-
-
 def run_pair(stem: str, decoders=("tf", "pillow")) -> dict:
     import torch
 
     from gafu.config import get_preset
     from gafu.image import load, to_pil
-    from gafu.jpeg import decode_like_tf, is_jpeg
+    from gafu.jpeg import decode_like_tf, is_jpeg, to_tensor_like_tf
     from gafu.optimize import StyleTransfer
 
     ref = json.loads((DATA / f"{stem}.json").read_text())
@@ -97,7 +88,7 @@ def run_pair(stem: str, decoders=("tf", "pillow")) -> dict:
                 from PIL import Image
 
                 arr = decode_like_tf(p) if is_jpeg(p) else np.asarray(Image.open(p).convert("RGB"))
-                images[k] = _tf_scaled_tensor(arr)
+                images[k] = to_tensor_like_tf(arr)
         torch.manual_seed(0)
         t0 = time.perf_counter()
         st = StyleTransfer(images["content"], [images["style"]], cfg)
@@ -123,7 +114,7 @@ def main() -> None:
     ap.add_argument("--tf-self", action="append", default=[], metavar="A:B")
     ap.add_argument("--decoders", default="tf,pillow",
                     help="comma list of tf (decode_like_tf), pillow (gafu.image.load), tf_scale (TF's "
-                         "pixels scaled to float as TF does, x*float32(1/255))")
+                         "pixels scaled to float as TF does, x*float32(1/255): gafu.jpeg.to_tensor_like_tf)")
     ap.add_argument("--out")
     args = ap.parse_args()
     import torch

@@ -83,6 +83,23 @@ def decode_like_tf(source: Source) -> np.ndarray:
     return np.ascontiguousarray(out)
 
 
+def to_tensor_like_tf(image: np.ndarray) -> "torch.Tensor":  # noqa: F821
+    """HxWx3 uint8 -> 1x3xHxW float32 in [0, 1] as ``tf.image.convert_image_dtype`` does it:
+    ``x * float32(1/255)``.
+
+    Dividing by 255 instead (``gafu.image.to_tensor``) differs by one ulp for 126 of the 256 values;
+    100 Adam steps of the seed amplify that enough to matter for reproducing a TF run (28.5 dB
+    instead of 30.4 dB PSNR on one benchmark pair, benchmarks/results/jpeg_seed_parity_256*.json).
+    """
+    import torch
+
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[-1] != 3:
+        raise GafuError(f"expected an HxWx3 uint8 array, got {arr.dtype} of shape {arr.shape}")
+    t = torch.from_numpy(np.array(arr, dtype=np.uint8)).permute(2, 0, 1).unsqueeze(0).to(torch.float32)
+    return t * torch.tensor(1.0 / 255.0, dtype=torch.float32)
+
+
 def _decode(simplejpeg, data: bytes, name: str, colorspace: str) -> np.ndarray:
     kwargs = dict(colorspace=colorspace, fastdct=True, fastupsample=False)
     try:
