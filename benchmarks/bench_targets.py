@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 
@@ -88,8 +87,10 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out")
     args = ap.parse_args()
-    sys.path.insert(0, str(ROOT))
-    result = {"benchmark": "bench_targets", "n_photos": args.n, "size": args.size, "steps": args.steps,
+    import gafu
+
+    result = {"benchmark": "bench_targets", "gafu": str(Path(gafu.__file__).parent), "n_photos": args.n,
+              "size": args.size, "steps": args.steps,
               "machine": {"cpu_model": cpu_model(), "cpu_count": os.cpu_count(), "load_average": os.getloadavg()}}
     for mode in args.modes.split(","):
         runs = [run(mode, args.n, args.size, args.steps) for _ in range(args.repeats)]

@@ -37,6 +37,10 @@ class StyleConfig:
     # Images -------------------------------------------------------------------------------------
     size: int = _setting(512, "longest side of the content (and style) image, pixels")
     resize: str = "seed"  # 'seed': float32-truncated shape, bilinear, no antialias; 'antialias'
+    jpeg_decoder: str = _setting(
+        "tf", "how JPEG files are decoded: 'tf' = exactly as tf.io.decode_image (the seed: libjpeg-turbo's fast IDCT, "
+        "no EXIF rotation or ICC); 'pillow' = accurate IDCT, EXIF orientation and ICC applied"
+    )
 
     # Network ------------------------------------------------------------------------------------
     content_layers: Tuple[str, ...] = _setting(SEED_CONTENT_LAYERS, "VGG19 layers of the content loss (Keras or classic names)")
@@ -103,6 +107,8 @@ class StyleConfig:
             v = getattr(self, k)
             if not (isinstance(v, (int, float)) and 0.0 <= v < 1.0):
                 raise GafuError(f"{k} must be in [0, 1), got {v}")
+        if self.jpeg_decoder not in ("tf", "pillow"):
+            raise unknown_name("JPEG decoder", str(self.jpeg_decoder), ["tf", "pillow"])
         if self.resize not in ("seed", "antialias"):
             raise unknown_name("resize mode", str(self.resize), ["seed", "antialias"])
         if self.pooling not in ("max", "avg"):
@@ -219,6 +225,7 @@ PRESETS: Dict[str, StyleConfig] = {
     # hence 600. Coarse-to-fine, a Magenta start and 10 pairs were slower to that loss: measured.
     "fast": StyleConfig(
         name="fast",
+        jpeg_decoder="pillow",  # the better pictures: accurate IDCT, EXIF orientation and colour profiles
         precision="auto",
         optimizer="lbfgs",
         lbfgs_history=30,

@@ -214,7 +214,9 @@ def load(image: ImageLike) -> Image.Image:
 
 
 def to_tensor(im: Image.Image) -> "torch.Tensor":  # noqa: F821
-    """RGB PIL image -> float32 tensor 1x3xHxW in [0, 1] (exactly uint8/255, as TF's convert_image_dtype)."""
+    """RGB PIL image -> float32 tensor 1x3xHxW in [0, 1] (``uint8 / 255``; TF's convert_image_dtype
+    multiplies by float32(1/255) instead, one ulp apart for half the values: the seed preset uses
+    :func:`gafu.jpeg.to_tensor_like_tf`)."""
     import torch
 
     arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
@@ -336,18 +338,48 @@ def load_array16(path: Union[str, os.PathLike]) -> Optional[np.ndarray]:
     return np.ascontiguousarray(x)
 
 
+#: Values of ``decoder``: 'pillow' (accurate IDCT, EXIF orientation and ICC applied) or 'tf'
+#: (JPEG files decoded exactly as ``tf.io.decode_image`` does: :func:`gafu.jpeg.decode_like_tf`;
+#: every file scaled to [0, 1] as TF does: :func:`gafu.jpeg.to_tensor_like_tf`).
+DECODERS = ("pillow", "tf")
+
+
+def _decode_tf(path: Union[str, os.PathLike]):
+    """An image file as the seed (the TF tutorial) reads it: JPEG decoded as ``tf.io.decode_image``
+    does (no EXIF orientation or ICC conversion), other files by Pillow as usual; scaled to
+    [0, 1] as ``tf.image.convert_image_dtype`` does (``x * float32(1/255)``)."""
+    from .jpeg import decode_like_tf, is_jpeg, to_tensor_like_tf
+
+    p = _check_file(path)
+    if not is_jpeg(p):
+        return to_tensor_like_tf(np.asarray(open_image(p), dtype=np.uint8))
+    try:
+        with Image.open(p) as im:  # header only: the pixel limit applies to this decoder too
+            w, h = im.size
+    except Exception:
+        w = h = 0  # let the decoder say what is wrong
+    if w * h > pixel_limit():
+        open_image(p)  # raises the usual one-line refusal
+    return to_tensor_like_tf(decode_like_tf(p))
+
+
 def load_tensor(
-    image: ImageLike, max_dim: int | None, *, mode: str = "seed", bits: int = 8
+    image: ImageLike, max_dim: int | None, *, mode: str = "seed", bits: int = 8, decoder: str = "pillow"
 ) -> "torch.Tensor":  # noqa: F821
     """Load an image as a 1x3xHxW float tensor with its long side scaled to max_dim.
 
     mode='seed' reproduces the tutorial's ``load_img`` (float32 truncation, bilinear, no antialias,
     enlarging small images); mode='antialias' rounds the shape and antialiases when shrinking.
     max_dim=None keeps the image's own size. ``bits=16``: a 16-bit PNG/TIFF file keeps its full
-    precision (:func:`load_array16`); anything else loads as usual.
+    precision (:func:`load_array16`); anything else loads as usual. ``decoder='tf'``: JPEG files
+    are decoded as TensorFlow does (the seed preset); other files as usual.
     """
     t = None
-    if bits == 16 and isinstance(image, (str, os.PathLike)):
+    if decoder not in DECODERS:
+        raise GafuError(f"unknown decoder '{decoder}'; choose from: {', '.join(DECODERS)}")
+    if decoder == "tf" and isinstance(image, (str, os.PathLike)):
+        t = _decode_tf(image)
+    if t is None and bits == 16 and isinstance(image, (str, os.PathLike)):
         _check_file(image)
         arr = load_array16(image)
         if arr is not None:
@@ -368,7 +400,9 @@ def load_tensor(
     raise GafuError(f"unknown resize mode '{mode}'; choose from: seed, antialias")
 
 
-def as_tensor(image: Union[ImageLike, "torch.Tensor"], size: Optional[int] = None, mode: str = "seed") -> "torch.Tensor":  # noqa: F821
+def as_tensor(
+    image: Union[ImageLike, "torch.Tensor"], size: Optional[int] = None, mode: str = "seed", *, decoder: str = "pillow"  # noqa: F821
+) -> "torch.Tensor":  # noqa: F821
     """The one coercion to gafu's tensor convention: any image -> float32 1x3xHxW in [0, 1], CPU.
 
     Paths, PIL images and arrays are decoded with :func:`load` (EXIF, modes, ICC handled); a
@@ -378,7 +412,7 @@ def as_tensor(image: Union[ImageLike, "torch.Tensor"], size: Optional[int] = Non
     import torch
 
     if not isinstance(image, torch.Tensor):
-        return load_tensor(image, size, mode=mode)
+        return load_tensor(image, size, mode=mode, decoder=decoder)
     t = image.detach().to(torch.float32)
     if t.ndim == 3:
         t = t.unsqueeze(0)

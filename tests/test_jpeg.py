@@ -219,3 +219,23 @@ def test_seed_preset_with_tf_pixels_reproduces_tensorflow_run_128(shared_images)
 def test_seed_preset_with_tf_pixels_reproduces_tensorflow_run_256(stem, shared_images):
     """256 px, 100 steps, every input JPEG decoded as TensorFlow decodes it."""
     _check_pair(stem, shared_images)
+
+
+def test_seed_preset_reads_images_as_tensorflow_does(tmp_path):
+    """The wiring: under the seed preset every input goes through TF's decoder and scaling; the
+    fast preset keeps Pillow's accurate decoder."""
+    import torch
+
+    from gafu.config import get_preset
+    from gafu.image import as_tensor, load_tensor
+    from gafu.jpeg import decode_like_tf, to_tensor_like_tf
+    from gafu.optimize import StyleTargets
+
+    jpg = ROOT / "gafu" / "data" / "vangogh_starry_night.jpg"
+    tf = to_tensor_like_tf(decode_like_tf(jpg))
+    assert torch.equal(as_tensor(jpg, None, decoder="tf"), tf)
+    assert not torch.equal(load_tensor(jpg, None), tf)  # Pillow's pixels differ
+    seed, fast = get_preset("seed"), get_preset("fast")
+    assert (seed.jpeg_decoder, fast.jpeg_decoder) == ("tf", "pillow")
+    assert torch.equal(StyleTargets([jpg], seed).images[0], tf)
+    assert torch.equal(StyleTargets([jpg], fast).images[0], load_tensor(jpg, None))

@@ -114,7 +114,7 @@ class StyleTransfer:
         sources = style_list(styles, style_weights, region_map, region_styles, cfg)
 
         # Content in colour (outputs are recombined/blended with it) and as the network sees it.
-        self.content_rgb = as_tensor(content, cfg.size, cfg.resize).to(self.device)
+        self.content_rgb = as_tensor(content, cfg.size, cfg.resize, decoder=cfg.jpeg_decoder).to(self.device)
         shape = tuple(self.content_rgb.shape[-2:])
         luma_only = cfg.preserve_color == "luminance"
         self.content = gray3(self.content_rgb) if luma_only else self.content_rgb

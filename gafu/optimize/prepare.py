@@ -40,7 +40,7 @@ def style_list(styles, style_weights, region_map, region_styles, cfg: StyleConfi
         raise GafuError("style_weights blend several styles; with region_styles each region has one style",
                         argument=("style_weights", "region_styles"))
     if not items and region_styles is None and cfg.style_layers:
-        raise GafuError("at least one style image is needed (or region_map with region_styles)",
+        raise GafuError("no style image: give at least one, or region_map with region_styles",
                         argument=("region_map", "region_styles"))
     if style_weights is not None and len(list(style_weights)) != len(items):
         raise GafuError(f"got {len(list(style_weights))} style_weights for {len(items)} style images", argument="style_weights")
@@ -125,7 +125,7 @@ def check_targets_fit(targets: StyleTargets, cfg: StyleConfig, weights) -> None:
     from ..weights import resolve_path
 
     ours, theirs = cfg, targets.config
-    for name in ("style_layers", "pooling", "style_scale", "preserve_color"):
+    for name in ("style_layers", "pooling", "style_scale", "preserve_color", "jpeg_decoder"):
         if getattr(ours, name) != getattr(theirs, name):
             raise GafuError(
                 f"the style targets were prepared with {name}={getattr(theirs, name)!r}, this run uses "

@@ -92,7 +92,8 @@ class StyleTargets:
         self.weights: List[float] = normalize_weights(style_weights, len(self.sources)).tolist()
         self.vgg_weights = weights
         self.device = torch.device(device)
-        self.images = [as_tensor(s, None) for s in self.sources]  # full size, decoded once
+        # Full size, decoded once (JPEG as TensorFlow decodes it under the seed preset).
+        self.images = [as_tensor(s, None, decoder=self.config.jpeg_decoder) for s in self.sources]
         self._extractor = extractor
         self._cache: Dict[tuple, Tuple[List[torch.Tensor], List[Grams]]] = {}
         self._lock = threading.Lock()
