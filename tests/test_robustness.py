@@ -187,10 +187,17 @@ def test_signal_saves_the_image_and_leaves_no_temp_files(tmp_path, sig, code):
         [sys.executable, "-m", "gafu", "stylize", str(DATA / "chelsea.jpg"), str(DATA / "vangogh_starry_night.jpg"),
          "-o", str(out), "--size", "48", "--steps", "100000", "--preset", "seed", "--save-every", "1"],
         stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        # As from a terminal: a shell's background job (CI's, a test runner's) starts with SIGINT
+        # ignored, and Python then installs no KeyboardInterrupt handler (POSIX semantics, kept).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
-    _wait_for(tmp_path, "out_step*.png", proc)
-    proc.send_signal(sig)
-    _, err = proc.communicate(timeout=300)  # a loaded machine can take minutes to wind down
+    try:
+        _wait_for(tmp_path, "out_step*.png", proc)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=300)  # a loaded machine can take minutes to wind down
+    finally:
+        if proc.poll() is None:
+            proc.kill()
     assert proc.returncode == code, err
     assert Image.open(out).size[0] == 48
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
