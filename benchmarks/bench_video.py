@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from machine import cpu_model  # benchmarks/machine.py (the script's own folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -39,14 +40,6 @@ SHARED = ROOT.parent / "shared" / "images"
 STYLE = ROOT / "gafu" / "data" / "vangogh_starry_night.jpg"
 
 
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def texture(frames) -> float:
