@@ -286,7 +286,12 @@ def web_soak(clients: int = 8, requests: int = 12, queue: int = 4, concurrency: 
         warm = Client(url, verbose=False, download_files=False)
         warm.predict(handle_file(str(PHOTO)), None, STARRY, "none", 1.0, False, False, fast_size, api_name="/fast")
         result["warmup_fast_s"] = round(time.monotonic() - t0, 2)
+        t0 = time.monotonic()  # and the optimizer's VGG19, so the load phase starts with every model loaded
+        warm.submit(handle_file(str(PHOTO)), [], [STARRY], "seed", 64, 1, 0.5, "", "none", 1.0, None, None, 1,
+                    api_name="/stylize").result(timeout=request_timeout)
+        result["warmup_stylize_s"] = round(time.monotonic() - t0, 2)
         t0 = time.monotonic()
+        load_t = t0 - sampler.t0
         threads = [threading.Thread(target=visitor, args=(k,), daemon=True) for k in range(clients)]
         for t in threads:
             t.start()
@@ -297,6 +302,12 @@ def web_soak(clients: int = 8, requests: int = 12, queue: int = 4, concurrency: 
         result["server_alive_after"] = proc.poll() is None
     finally:
         rss = sampler.stop()
+        if "load_seconds" in result:
+            during = [x for x in sampler.samples if x[0] >= load_t]
+            half = during[len(during) // 2:]
+            rss["during_load"] = {k: v for k, v in rss_summary(during).items() if k != "series"}
+            rss["during_load"]["second_half_growth_mb"] = round(half[-1][1] - half[0][1], 1) if half else None
+            rss["during_load"]["second_half_slope_mb_per_min"] = slope_mb_per_min(half)
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             try:
