@@ -180,6 +180,7 @@ def _wait_for(path_glob: Path, pattern: str, proc, timeout: float = 240) -> None
     raise AssertionError("the run never got going")
 
 
+@pytest.mark.slow  # two real subprocess runs (~14 s each quiet); CI runs them (make test-corpus)
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_saves_the_image_and_leaves_no_temp_files(tmp_path, sig, code):
     out = tmp_path / "out.png"
