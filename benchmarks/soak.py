@@ -36,6 +36,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from machine import cpu_model  # benchmarks/machine.py (the script's own folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGES = ROOT.parent / "shared" / "images"
@@ -48,16 +49,6 @@ TEMP_RE = re.compile(r"^\..*\.tmp$")
 
 # ---------------------------------------------------------------------------------------------
 # helpers
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

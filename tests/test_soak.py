@@ -17,7 +17,15 @@ pytestmark = pytest.mark.filterwarnings("ignore::Warning:gradio.queueing")
 
 
 @pytest.fixture(scope="module")
-def soak():
+def monkeypatch_module():
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def soak(monkeypatch_module):
+    monkeypatch_module.syspath_prepend(str(ROOT / "benchmarks"))  # as when run as a script: machine.py beside it
     spec = importlib.util.spec_from_file_location("gafu_bench_soak", ROOT / "benchmarks" / "soak.py")
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod
