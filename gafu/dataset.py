@@ -48,7 +48,7 @@ import numpy as np
 from .errors import GafuError
 from .jobs.manifest import settings_hash, sha256_bytes, sha256_file, sub_seed
 from .jobs.plan import EXT_CHOICES, Item, Plan, build_plan
-from .jobs.runner import BACKENDS, ON_ERROR, RunSummary, run_plan
+from .jobs.runner import BACKENDS, ON_ERROR, RunSummary, check_run_options, run_plan  # noqa: F401 (re-exported)
 
 PathLike = Union[str, os.PathLike]
 
@@ -585,12 +585,7 @@ def stylize(
     Returns:
         :class:`DatasetReport` (``plan``, ``run``: :class:`gafu.jobs.RunSummary`).
     """
-    if backend not in BACKENDS:
-        raise GafuError(f"unknown backend '{backend}'; choose from: {', '.join(BACKENDS)}")
-    if on_error not in ON_ERROR:
-        raise GafuError(f"unknown on_error '{on_error}'; choose from: {', '.join(ON_ERROR)}")
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise GafuError(f"workers must be a whole number >= 1, got {workers!r}")
+    check_run_options(backend, on_error, workers)
     if ray_address is not None and backend != "ray":
         raise GafuError("ray_address needs backend='ray'")
     if threads is None and (workers > 1 or backend == "ray"):

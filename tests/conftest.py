@@ -56,3 +56,12 @@ def tiny_vgg():
     from gafu.vgg import VGG19Features
 
     return VGG19Features(SEED_STYLE_LAYERS + SEED_CONTENT_LAYERS, weights=tiny_vgg19_weights())
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface (for servers the tests start)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import threading
 import zipfile
 from pathlib import Path
@@ -18,6 +17,7 @@ from PIL import Image
 
 from gafu.errors import GafuError
 from gafu.web import jobs
+from conftest import free_port
 
 DATA = Path(__file__).resolve().parents[1] / "gafu" / "data"
 PHOTO = DATA / "chelsea.jpg"
@@ -127,12 +127,6 @@ def test_editor_mask_from_painted_layer():
 # ---------------------------------------------------------------------------------------------
 # A live app driven by gradio_client
 # ---------------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     pytest.importorskip("gradio")

@@ -10,11 +10,11 @@ Set GAFU_WEB_SCREENSHOTS=DIR to keep the screenshots (default: the test's tmp fo
 from __future__ import annotations
 
 import os
-import socket
 import time
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 
 CHROMIUM = Path(os.environ.get("GAFU_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -27,12 +27,6 @@ pytestmark = [
                        reason=f"no Chromium at {CHROMIUM}: apt-get install -y chromium (CI must have it)"),
     pytest.mark.filterwarnings("ignore::Warning:gradio.queueing"),  # Gradio's pandas 3 deprecations
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -227,6 +227,17 @@ def check_out_dir(plan: Plan, *, resume: bool, overwrite: bool) -> None:
         raise GafuError(f"{plan.out_dir / existing} already exists; pass overwrite to replace it")
 
 
+def check_run_options(backend: str, on_error: str, workers) -> None:
+    """GafuError for an unknown backend or on_error value, or a worker count that is not >= 1
+    (checked once, for every caller: the dataset API checks before any model loads)."""
+    if backend not in BACKENDS:
+        raise GafuError(f"unknown backend '{backend}'; choose from: {', '.join(BACKENDS)}")
+    if on_error not in ON_ERROR:
+        raise GafuError(f"unknown on_error '{on_error}'; choose from: {', '.join(ON_ERROR)}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise GafuError(f"workers must be a whole number >= 1, got {workers!r}")
+
+
 def run_plan(
     plan: Plan,
     factory: WorkerFactory,
@@ -258,12 +269,7 @@ def run_plan(
         start_method: 'spawn' or 'forkserver' for local worker processes.
         ray_options: passed to :func:`gafu.jobs.ray.execute` (address, cpus/gpus per worker).
     """
-    if backend not in BACKENDS:
-        raise GafuError(f"unknown backend '{backend}'; choose from: {', '.join(BACKENDS)}")
-    if on_error not in ON_ERROR:
-        raise GafuError(f"unknown on_error '{on_error}'; choose from: {', '.join(ON_ERROR)}")
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise GafuError(f"workers must be a whole number >= 1, got {workers!r}")
+    check_run_options(backend, on_error, workers)
     if start_method not in ("spawn", "forkserver"):
         raise GafuError(f"start_method must be 'spawn' or 'forkserver', got {start_method!r}")
     if backend == "ray":
