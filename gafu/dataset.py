@@ -239,10 +239,6 @@ class StylizeWorker:
         self.spec = spec
         self._stylizers: Dict[str, Any] = {}
         self._style_sha: Dict[str, str] = {}
-        if spec.method == "optimize" and spec.threads:
-            import torch
-
-            torch.set_num_threads(int(spec.threads))  # a worker process of our own: its threads
 
     def _stylizer(self, key: str):
         s = self._stylizers.get(key)
@@ -255,8 +251,8 @@ class StylizeWorker:
             if key.startswith(BUILTIN_PREFIX):
                 s = FastStylizer(builtin=int(key[len(BUILTIN_PREFIX):]), **common)
             elif key == RANDOM_KEY:
-                # Any painting builds the stylizer; each item then sets its sampled vector.
-                s = FastStylizer(style=bundled_styles()[0], **common)
+                # Each item passes its own sampled vector; the distribution's mean builds the stylizer.
+                s = FastStylizer(vector=sp.distribution.mean, **common)
             else:
                 s = FastStylizer(style=sp.styles[key], **common)
             self._stylizers[key] = s
@@ -284,9 +280,11 @@ class StylizeWorker:
             stylizer = self._stylizer(item.style)
             if item.style == RANDOM_KEY:
                 style_seed = sub_seed(item.seed, "vector")
-                stylizer._vector = sp.distribution.sample(style_seed).astype(np.float32)
+                vector = sp.distribution.sample(style_seed)
                 extra["style_seed"] = style_seed
-            out = stylizer.run(image).image
+            else:
+                vector = None
+            out = stylizer.run(image, vector=vector).image
             device = stylizer.settings()["providers"][0]
         else:
             out, device, steps = self._optimize(image, item)
@@ -348,8 +346,14 @@ class StylizeWorker:
             targets = self._stylizers[key] = StyleTargets(sp.styles[item.style], base, weights=sp.weights,
                                                           device=device)
         st = StyleTransfer(image, targets, cfg, weights=sp.weights, device=device)
-        for _ in st.run():
-            pass
+        previous = torch.get_num_threads()
+        if sp.threads:  # the item's threads, and the caller's back afterwards (in-process runs)
+            torch.set_num_threads(int(sp.threads))
+        try:
+            for _ in st.run():
+                pass
+        finally:
+            torch.set_num_threads(previous)
         return to_pil(st.image), device, st.steps_done
 
 

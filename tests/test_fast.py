@@ -71,7 +71,7 @@ def test_dynamic_transformer_equals_original_at_384(models, images, starry):
     assert original is not dynamic
     with Image.open(images / "content" / "rocket.jpg") as im:
         content = np.asarray(im.convert("RGB").resize((384, 384), Image.LANCZOS), np.float32)[None] / 255
-    vector = fast.FastStylizer(style=starry)._vector.astype(np.float32)
+    vector = fast.FastStylizer(style=starry).vector.astype(np.float32)
     feeds = {fast.TRANSFORM_CONTENT: content, fast.TRANSFORM_STYLE: vector}
     a = original.run(None, feeds)[0]
     b = dynamic.run(None, feeds)[0]
@@ -93,7 +93,7 @@ def test_dynamic_predictor_equals_original_at_256(models, starry):
 
 def test_dynamic_transformer_runs_other_shapes(models, starry):
     sess = fast.session("arbitrary_transform")
-    vec = fast.FastStylizer(style=starry)._vector.astype(np.float32)
+    vec = fast.FastStylizer(style=starry).vector.astype(np.float32)
     x = np.random.default_rng(0).random((1, 96, 160, 3), dtype=np.float32)
     y = sess.run(None, {fast.TRANSFORM_CONTENT: x, fast.TRANSFORM_STYLE: vec})[0]
     assert y.shape == (1, 96, 160, 3)
@@ -271,12 +271,28 @@ def test_different_styles_differ(cat, starry, wave):
 
 
 def test_blend_lies_between_styles(cat, starry, wave):
-    a = fast.FastStylizer(style=starry)._vector
-    b = fast.FastStylizer(style=wave)._vector
-    mix = fast.FastStylizer(style=[starry, wave], style_weights=[3, 1])._vector
+    a = fast.FastStylizer(style=starry).vector
+    b = fast.FastStylizer(style=wave).vector
+    mix = fast.FastStylizer(style=[starry, wave], style_weights=[3, 1]).vector
     np.testing.assert_allclose(mix, 0.75 * a + 0.25 * b, rtol=1e-5, atol=1e-6)
     only_a = fast.fast_stylize(cat, [starry, wave], style_weights=[1, 0])
     assert _diff(only_a, fast.fast_stylize(cat, starry)) < 1 / 255
+
+
+def test_style_vector_given_directly_or_per_photo(cat, starry, wave):
+    """A vector (e.g. sampled for style augmentation) stylizes as the painting it came from."""
+    painted = fast.FastStylizer(style=starry)
+    from_vector = fast.FastStylizer(vector=painted.vector.ravel().tolist())
+    assert _diff(from_vector.stylize(cat), painted.stylize(cat)) == 0
+    other = fast.FastStylizer(style=wave)
+    assert _diff(other.stylize(cat, vector=painted.vector), painted.stylize(cat)) == 0
+    assert _diff(other.stylize(cat), painted.stylize(cat)) > 0.05  # the override was per call only
+    with pytest.raises(fast.GafuError, match="100 finite numbers"):
+        fast.FastStylizer(vector=[0.0] * 99)
+    with pytest.raises(fast.GafuError, match="exactly one"):
+        fast.FastStylizer(style=starry, vector=painted.vector)
+    with pytest.raises(fast.GafuError, match="arbitrary mode"):
+        fast.FastStylizer(builtin=3).stylize(cat, vector=painted.vector)
 
 
 @pytest.mark.parametrize(

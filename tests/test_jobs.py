@@ -38,6 +38,17 @@ class CopyFactory:
         return work
 
 
+@dataclass
+class DyingFactory:
+    """A worker process that dies (as if killed for memory) on every item."""
+
+    def __call__(self):
+        def work(item):
+            os._exit(9)
+
+        return work
+
+
 def _tree(root: Path) -> Path:
     for rel in ("b/two.png", "a/one.jpg", "a/deep/three.png", "notes.txt", "a/.hidden.png", ".git/x.png"):
         p = root / rel
@@ -171,6 +182,21 @@ def test_local_worker_processes_give_the_same_files(tmp_path):
     for r in read_rows(one / "manifest.jsonl"):
         assert (one / r["output"]).read_bytes() == (two / r["output"]).read_bytes()
     assert json.loads(json.dumps(s.to_dict()))["done"] == 9
+
+
+def test_workers_dying_again_and_again_stop_the_run_and_resume_finishes_it(tmp_path):
+    src = _tree(tmp_path / "in")
+    out = tmp_path / "out"
+    plan = build_plan(src, out, settings={}, variants=12)  # 36 items
+    with pytest.raises(GafuError, match=r"died 4 times .* (\d+) item\(s\) not started .*resume") as err:
+        run_plan(plan, DyingFactory(), workers=2)
+    not_started = int(err.value.args[0].split(" item(s) not started")[0].rsplit(" ", 1)[1])
+    lost = read_rows(out / "errors.jsonl")
+    assert lost and all("worker process died" in r["error"] for r in lost)
+    assert len(lost) + not_started == 36  # every item either recorded as lost or reported not started
+    s = run_plan(build_plan(src, out, settings={}, variants=12), CopyFactory(str(src), str(out)), resume=True)
+    assert s.done == 36 and not (out / "errors.jsonl").exists()
+    assert len(read_rows(out / "manifest.jsonl")) == 36
 
 
 def test_run_plan_validates_arguments(tmp_path):

@@ -66,6 +66,17 @@ TILE_OVERLAP = 128
 StyleLike = Union[ImageLike, Sequence[ImageLike]]
 
 
+def check_vector(vector: Any) -> np.ndarray:
+    """A style vector as float32 1x1x1x100, checked: 100 finite numbers."""
+    try:
+        arr = np.asarray(vector, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise GafuError("a style vector must be 100 numbers") from None
+    if arr.size != STYLE_VECTOR_SIZE or not np.isfinite(arr).all():
+        raise GafuError(f"a style vector must be {STYLE_VECTOR_SIZE} finite numbers, got {arr.size} values")
+    return arr.reshape(1, 1, 1, STYLE_VECTOR_SIZE)
+
+
 class _Network:
     """One stylization network with its style input bound; HxWx3 float arrays in and out.
 
@@ -111,13 +122,17 @@ class _Network:
 class FastStylizer:
     """Settings plus prepared styles, reusable for many photos (a folder, a video).
 
-    Give ``style`` (one image or a list: arbitrary mode) or ``builtin`` (an index 0-25 or a list:
-    builtin mode), not both. Construction validates everything and encodes the style images;
-    models load on first use and are cached for the process.
+    Give exactly one of ``style`` (one image or a list: arbitrary mode), ``builtin`` (an index 0-25
+    or a list: builtin mode) or ``vector`` (a style vector of 100 values, e.g. sampled from a
+    distribution of paintings' vectors: arbitrary mode). Construction validates everything and
+    encodes the style images; models load on first use and are cached for the process. The
+    prepared vector is :attr:`vector` (``None`` in builtin mode); :meth:`run` and :meth:`stylize`
+    take ``vector=`` to use another one for one photo without a new stylizer.
     """
 
     style: StyleLike | None = None
     builtin: int | Sequence[int] | None = None
+    vector: Any = None
     style_weights: Sequence[float] | None = None
     strength: float = 1.0
     preserve_color: bool = False
@@ -133,8 +148,8 @@ class FastStylizer:
     _builtin_mix: np.ndarray | None = field(init=False, default=None, repr=False)
 
     def __post_init__(self) -> None:
-        if (self.style is None) == (self.builtin is None):
-            raise GafuError("give style image(s) or built-in style(s), exactly one of the two")
+        if sum(x is not None for x in (self.style, self.builtin, self.vector)) != 1:
+            raise GafuError("give style image(s), built-in style(s) or a style vector: exactly one of them")
         self.strength = check_strength(self.strength)
         self.max_size = _check_pixels(self.max_size, "max size", MIN_SIDE)
         self.style_size = _check_pixels(self.style_size, "style size", 2 * STYLE_MULTIPLE)
@@ -146,8 +161,13 @@ class FastStylizer:
         providers_for(self.device)  # fail early on cuda without CUDA
         if self.builtin is not None:
             self._prepare_builtin()
+        elif self.vector is not None:
+            self.mode = "arbitrary"
+            self.weights = np.ones(1)
+            self._vector = self.vector = check_vector(self.vector)
         else:
             self._prepare_styles()
+            self.vector = self._vector
 
     def _prepare_builtin(self) -> None:
         self.mode = "builtin"
@@ -211,18 +231,21 @@ class FastStylizer:
         h, w = fit_shape(height, width, limit)
         return max(w, MIN_SIDE), max(h, MIN_SIDE)
 
-    def _stylize(self, content: ImageLike) -> tuple[np.ndarray, Image.Image, int, float]:
+    def _stylize(self, content: ImageLike, vector: Any = None) -> tuple[np.ndarray, Image.Image, int, float]:
         """(float output HxWx3, its 8-bit PIL image, tiles, seconds) for one photo."""
         t0 = time.perf_counter()
+        if vector is not None:
+            if self.mode != "arbitrary":
+                raise GafuError("a style vector needs arbitrary mode (style images or vector=), not built-in styles")
+            vector = check_vector(vector)
         im = load(content)
         _check_size(im, "content image")
         size = self.work_size(*im.size)
         if size != im.size:
             im = im.resize(size, Image.LANCZOS)
         arr = _to_array(im)
-        vector = None
         if self.mode == "arbitrary":
-            vector = self._vector
+            vector = self._vector if vector is None else vector
             if self.strength < 1.0:
                 own = self.style_vector(im)
                 vector = self.strength * vector + (1.0 - self.strength) * own
@@ -234,25 +257,26 @@ class FastStylizer:
         pil = _to_pil(out)
         return out, pil, tiles, time.perf_counter() - t0
 
-    def run(self, content: ImageLike) -> "StyleResult":
+    def run(self, content: ImageLike, *, vector: Any = None) -> "StyleResult":
         """Stylize one photo; returns a :class:`gafu.result.StyleResult` (``method='fast'``).
 
         ``.image`` is the RGB PIL image of the working size (see :meth:`work_size`), ``.tensor``
         the same as 1x3xHxW float32, ``.tiles`` how many tiles it took, ``.seconds`` the time.
+        ``vector``: a style vector (100 values) to use for this photo instead of :attr:`vector`.
         """
         from ..result import StyleResult
 
-        out, pil, tiles, seconds = self._stylize(content)
+        out, pil, tiles, seconds = self._stylize(content, vector)
         return StyleResult.from_array(out, pil=pil, method="fast", seconds=seconds,
                                       settings=self.settings(), info={"tiles": tiles})
 
-    def stylize(self, content: ImageLike) -> Image.Image:
+    def stylize(self, content: ImageLike, *, vector: Any = None) -> Image.Image:
         """Stylize one photo; returns an RGB PIL image of the working size (see work_size).
 
         The same image as ``run(content).image``, without building the result's tensor (so a
         caller that wants only the picture does not import torch).
         """
-        return self._stylize(content)[1]
+        return self._stylize(content, vector)[1]
 
     def settings(self) -> dict:
         """The settings as plain data (for --json summaries)."""

@@ -178,7 +178,8 @@ def _local_pool(todo: List[Item], factory: WorkerFactory, workers: int, stop: Ca
             return
         restarts += 1
         if restarts > MAX_POOL_RESTARTS:
-            raise GafuError(f"worker processes died {restarts} times (out of memory?); stopping")
+            raise GafuError(f"worker processes died {restarts} times (out of memory?); stopping with "
+                            f"{len(queue)} item(s) not started (the manifest keeps what was done: resume continues)")
 
 
 def _lost(item: Item) -> Dict[str, Any]:

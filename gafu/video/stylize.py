@@ -159,8 +159,8 @@ def _prepare_frames_dir(folder: Path, settings: dict, total: int, *, resume: boo
 class _FastFrames:
     """Feed-forward stylization with shared statistics (the warped blend is done by the caller).
 
-    Uses these private names of :mod:`gafu.fast` (kept in this one class): ``FastStylizer._vector``,
-    ``FastStylizer._network(vector)`` and, on the network it returns, ``statistics(arr)`` and
+    Uses ``FastStylizer.vector`` and these private names of :mod:`gafu.fast` (kept in this one
+    class): ``FastStylizer._network(vector)`` and, on the network it returns, ``statistics(arr)`` and
     ``__call__(arr, stats)``; plus the module's public helpers ``linear_blend``, ``keep_color``,
     ``run_tiled`` and ``DEFAULT_TILE_SIZE``. Frames above ``tile_size**2`` pixels (4K) run in
     tiles, as ``FastStylizer.run`` does, with the same shared statistics.
@@ -181,7 +181,7 @@ class _FastFrames:
                                                                Image.LANCZOS))
         vector = None
         if stylizer.mode == "arbitrary":
-            vector = stylizer._vector
+            vector = stylizer.vector
             if stylizer.strength < 1.0:  # the clip's own style: from the first frame, for every frame
                 own = stylizer.style_vector(first)
                 vector = stylizer.strength * vector + (1.0 - stylizer.strength) * own
