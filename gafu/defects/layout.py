@@ -56,7 +56,7 @@ def check_category(category: str) -> str:
 
 def check_defect_name(name: str) -> str:
     if not _NAME.match(name) or name == "good":
-        raise GafuError(f"defect type names are lower-case letters, digits, '_' or '-' (not 'good'), got {name!r}",
+        raise GafuError(f"defect_types: names are lower-case letters, digits, '_' or '-' (not 'good'), got {name!r}",
                         argument="defect_types")
     return name
 

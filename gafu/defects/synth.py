@@ -45,6 +45,8 @@ DEFECT_MASKS = {
 GOOD_KEY = "good"
 #: Band (px) outside the mask over which the structure-preservation score is measured.
 RING_PX = 8
+#: BT.601 luma weights (as gafu.color.BT601_LUMA, which lives beside torch code).
+LUMA = (0.299, 0.587, 0.114)
 
 
 def _version() -> str:
@@ -142,20 +144,30 @@ def _write(path: Path, data: bytes) -> None:
     atomic_write(path, lambda fh: fh.write(data))
 
 
+def gradient_magnitude(pixels: np.ndarray) -> np.ndarray:
+    """Sobel gradient magnitude of the BT.601 luma (0..255 scale, borders mirrored), HxW float64.
+
+    The same measure as :func:`gafu.analysis.gradient_magnitude`, in numpy: the fast engine's
+    workers never import torch.
+    """
+    luma = pixels.astype(np.float64) if pixels.ndim == 2 else pixels.astype(np.float64) @ np.array(LUMA)
+    p = np.pad(luma, 1, mode="reflect")
+    h, w = luma.shape
+
+    def at(dy: int, dx: int) -> np.ndarray:
+        return p[1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
+
+    gx = (at(-1, 1) + 2 * at(0, 1) + at(1, 1)) - (at(-1, -1) + 2 * at(0, -1) + at(1, -1))
+    gy = (at(1, -1) + 2 * at(1, 0) + at(1, 1)) - (at(-1, -1) + 2 * at(-1, 0) + at(-1, 1))
+    return np.hypot(gx, gy)
+
+
 def structure_score(before: np.ndarray, after: np.ndarray, band: np.ndarray) -> Optional[float]:
-    """Pearson correlation of the Sobel gradient magnitudes (luma) of ``before`` and ``after`` over
+    """Pearson correlation of the Sobel gradient magnitudes of ``before`` and ``after`` over
     ``band`` (the surroundings of the defect): 1 = the surrounding structure is kept."""
-    import torch
-
-    from ..analysis import gradient_magnitude
-
-    def grad(a: np.ndarray) -> np.ndarray:
-        t = torch.from_numpy(np.ascontiguousarray(a if a.ndim == 3 else np.repeat(a[..., None], 3, 2)))
-        return gradient_magnitude(t.permute(2, 0, 1)[None].to(torch.float64) / 255.0)[0, 0].numpy()
-
     if not band.any():
         return None
-    ga, gb = grad(before)[band], grad(after)[band]
+    ga, gb = gradient_magnitude(before)[band], gradient_magnitude(after)[band]
     ga, gb = ga - ga.mean(), gb - gb.mean()
     denom = float(np.sqrt((ga * ga).sum() * (gb * gb).sum()))
     return 1.0 if denom == 0.0 else float((ga * gb).sum() / denom)
