@@ -399,3 +399,18 @@ def test_api_errors(good, tmp_path):
     with pytest.raises(GafuError, match="workers"):
         defects.synth(good, tmp_path / "o", category="c", workers=0)
     assert defects.check(tmp_path / "nothing") == [f"{tmp_path / 'nothing'}: not a folder"]
+
+
+@pytest.mark.slow  # worker processes and a Ray cluster start fresh interpreters (~10 s each on 2 loaded cores)
+def test_same_bytes_with_workers_and_ray(good, reference, tmp_path):
+    s = defects.synth(good, tmp_path / "w2", workers=2, **KW)
+    assert s.done == 10 and _files(tmp_path / "w2") == _files(reference)
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
+             logging_level="warning")
+    try:
+        s = defects.synth(good, tmp_path / "ray", workers=2, backend="ray", **KW)
+    finally:
+        ray.shutdown()
+    assert s.done == 10 and _files(tmp_path / "ray") == _files(reference)
+    assert _key_rows(tmp_path / "ray") == _key_rows(reference)
