@@ -414,3 +414,15 @@ def test_same_bytes_with_workers_and_ray(good, reference, tmp_path):
         ray.shutdown()
     assert s.done == 10 and _files(tmp_path / "ray") == _files(reference)
     assert _key_rows(tmp_path / "ray") == _key_rows(reference)
+
+
+def test_match_color_brings_the_fill_towards_the_image(good, tmp_path):
+    kw = dict(KW, n=2, defect_types="stain", holdout=0.0, fill="builtin:0", blend="mask")
+    plain = defects.synth(good, tmp_path / "plain", **kw)
+    matched = defects.synth(good, tmp_path / "matched", match_color=True, **kw)
+    assert defects.check(tmp_path / "matched") == []
+    rows = [r for r in read_rows(tmp_path / "matched" / "manifest.jsonl") if r["kind"] == "defect"]
+    assert all(r["match_color"] for r in rows)
+    # same masks, colours closer to the image's own inside them
+    assert matched.quality["all"]["area"] == plain.quality["all"]["area"]
+    assert matched.quality["all"]["change_inside"] < plain.quality["all"]["change_inside"]

@@ -30,7 +30,7 @@ from ..jobs.plan import Item, Plan, read_licence, scan_tree
 from ..jobs.runner import check_run_options, run_plan
 from .blend import apply, check_blend, ring
 from .fill import BUILTIN_LICENCE, METHODS, OPTIMIZE_STEPS, Filler, FillSpec, choose_key, crop_box, match_colors, parse_fill, self_patch
-from .layout import Layout, check_category, check_defect_name, check_layout, width_for
+from .layout import FOLDERS, Layout, check_category, check_defect_name, check_layout, width_for
 from .masks import MASK_KINDS, folder_mask, foreground, generate
 
 PathLike = Union[str, os.PathLike]
@@ -577,7 +577,7 @@ def synth(
             name = it.style.split(":", 1)[1]
             counts[name] = counts.get(name, 0) + 1
     goods = [it for it in plan.items if it.style == GOOD_KEY]
-    held = sum(1 for it in goods if "/" + Layout(layout, category)._f(1) + "/" in it.output)
+    held = sum(1 for it in goods if it.output.startswith(f"{category}/{FOLDERS[layout][1]}/"))
     return SynthSummary(
         out_dir=str(plan.out_dir), category=category, layout=layout, root=str(plan.out_dir / category),
         train_good=len(goods) - held, test_good=held, defects=counts, planned=total, done=run.done,
