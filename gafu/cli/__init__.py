@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "web",
     "dataset",
     "video",
+    "defects",
 )
 
 EXIT_OK = 0

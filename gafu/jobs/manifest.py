@@ -234,10 +234,24 @@ def one_line(exc: BaseException) -> str:
     return f"{name}: {text}" if text else name
 
 
-def row_matches(row: Optional[Dict[str, Any]], settings_digest: str, output: Path) -> bool:
-    """True when ``row`` records ``output`` as done with these settings and the file is intact."""
+def row_matches(row: Optional[Dict[str, Any]], settings_digest: str, output: Path,
+                root: Optional[Path] = None) -> bool:
+    """True when ``row`` records ``output`` as done with these settings and the file is intact.
+
+    A worker that writes more than one file per item (an image and its mask) lists the others in
+    the row's ``also_written`` ({path relative to ``root``: sha256}); they must be intact too.
+    """
     if not row or row.get("status") != "ok" or row.get("settings_hash") != settings_digest:
         return False
     if not output.is_file():
         return False
-    return sha256_file(output) == row.get("output_sha256")
+    if sha256_file(output) != row.get("output_sha256"):
+        return False
+    extra = row.get("also_written") or {}
+    if extra and root is None:
+        return False
+    for rel, sha in extra.items():
+        p = Path(root) / rel
+        if not p.is_file() or sha256_file(p) != sha:
+            return False
+    return True

@@ -293,7 +293,7 @@ def run_plan(
         todo, kept_rows = [], {}
         for item in plan.items:
             row = by_output.get(item.output)
-            if resume and row_matches(row, item.settings_hash, out_dir / item.output):
+            if resume and row_matches(row, item.settings_hash, out_dir / item.output, root=out_dir):
                 kept_rows[item.output] = row
             else:
                 todo.append(item)
