@@ -143,3 +143,22 @@ def test_demo_writes_results(tmp_path, capsys):
     assert code == 0, err
     summary = json.loads(stdout)
     assert summary["settings"]["optimizer"] == "adam" and summary["results"][0]["steps"] == 1
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback():
+    """`gafu layers | head -1` where head has already left: the writer stops quietly with 141."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    r, w = os.pipe()
+    os.close(r)  # the reader is gone before the first write
+    try:
+        proc = subprocess.run([sys.executable, "-m", "gafu", "layers"], stdout=w, stderr=subprocess.PIPE,
+                              cwd=Path(__file__).resolve().parents[1], timeout=60)
+    finally:
+        os.close(w)
+    err = proc.stderr.decode()
+    assert proc.returncode == 141, err
+    assert "Traceback" not in err and "BrokenPipe" not in err

@@ -32,6 +32,7 @@ COMMAND_MODULES = (
 EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader closed the pipe
 
 
 def one_line(text: str) -> str:
@@ -72,13 +73,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         _own_the_process(args)
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler below, not at exit
+        return code
     except GafuError as exc:
         print(f"gafu {args.command}: error: {one_line(exc.for_client())}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"gafu {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `gafu ... --json | head`: the reader left; stop quietly, as Unix tools do
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return EXIT_BROKEN_PIPE
 
 
 def _own_the_process(args: argparse.Namespace) -> None:
