@@ -8,7 +8,7 @@ TORCH ?= torch==2.13.0
 
 # `make test` also installs the optional parts (web page, Ray backend, video) so their tests run;
 # `make demo` needs only the core.
-EXTRAS ?= test,web-test,ray,video
+EXTRAS ?= test,web-test,ray,video,defects
 
 .PHONY: install install-core demo test test-all test-corpus clean
 
