@@ -183,7 +183,11 @@ class StyleTransfer:
             content_feats = features(self.content, cfg.content_layers) if cfg.content_layers else {}
         grams: list = []
         self.styles: List[torch.Tensor] = []
-        if self.targets is not None:
+        if self.targets is not None and self._tiled is not None:  # print sizes: style Grams in tiles too
+            self.styles, grams = tiled.style_targets(
+                self.targets, cfg, self.extractor, self._tiled.tile, content=self.content_rgb,
+                masks=where.style_masks(len(self.targets), tuple(self.content.shape[-2:])))
+        elif self.targets is not None:
             self.styles, grams = self.targets.grams(
                 cfg.size, resize_mode=cfg.resize, content=self.content_rgb,
                 content_masks=where.style_masks(len(self.targets), tuple(self.content.shape[-2:])),

@@ -80,7 +80,7 @@ def check_fits(shape: Tuple[int, int], *, precision: str, regions: int = 0, budg
 # -- tiled runs (gafu.optimize.tiled) --------------------------------------------------------------
 #: Image-sized fp32 buffers a tiled run keeps at full size, besides its optimizer's: the image, its
 #: gradient, the content, the loop's last-good/before copies, the content features (2/3 of an image
-#: at block5), the output's temporaries. Fitted to peak RSS from benchmarks/bench_print.py.
+#: at block5), the output's temporaries. Counted, with MARGIN; checked against peak RSS in benchmarks/bench_print.py.
 FULL_COPIES = 8.0
 #: The optimizers' image-sized buffers: Adam's two moments plus temporaries; L-BFGS's working set
 #: (start point, cached gradient, direction, new gradient) plus two per curvature pair.

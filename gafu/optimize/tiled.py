@@ -392,3 +392,38 @@ class Eta:
             seen += n
             left += todo * self._mp(s) * (slowest if self._mp(s) > self._mp(shape) else current)
         return left
+
+
+def tiled_grams(net, image: torch.Tensor, layers: Sequence[str], tile: int) -> Grams:
+    """Gram matrices of a whole (style) image at ``layers``, summed over tiles of ``tile`` px (the
+    same weights and shares as the loss), so a style image at print size never runs whole."""
+    obj = TiledObjective(tuple(image.shape[-2:]), tile, min(OVERLAP, tile // 4))
+    plan = obj.plan(0)
+    total = plan.weight_sum()
+    h, w = obj.shape
+    grams: Grams = {}
+    with torch.no_grad():
+        for t in plan:
+            ys, xs = t.slices
+            feats = net(image[:, :, ys, xs], layers)
+            weight = _weight(plan, t, total, image)
+            for name in layers:
+                f = feats[name]
+                s = _factor((t.height, t.width), tuple(f.shape[-2:]))
+                fh, fw = f.shape[-2:]
+                part = gram_matrix(f * _at_layer(weight, s).sqrt().to(f.dtype)) * (fh * fw / ((h // s) * (w // s)))
+                grams[name] = grams[name] + part if name in grams else part
+    return grams
+
+
+def style_targets(targets, cfg, net, tile: int, *, content: torch.Tensor, masks) -> Tuple[List[torch.Tensor], List[Grams]]:
+    """(prepared style images, their Grams) as :meth:`StyleTargets.grams` gives them for a run at
+    ``cfg.size``, with each style image's Grams computed in tiles (from the whole image)."""
+    from ..vgg import check_min_side
+    from .targets import prepare_style
+
+    prepared = [prepare_style(s, content, cfg.preserve_color, content_mask=m)
+                for s, m in zip(targets.resized(cfg.size, resize_mode=cfg.resize), masks)]
+    for i, s in enumerate(prepared):
+        check_min_side(s, cfg.style_layers, f"style image {i + 1} at style scale {cfg.style_scale:g}")
+    return prepared, [tiled_grams(net, s, cfg.style_layers, tile) for s in prepared]
