@@ -222,8 +222,7 @@ def test_kill9_while_overwriting_keeps_the_old_file(tmp_path):
 
 
 def test_memory_estimate_refuses_what_cannot_fit(monkeypatch):
-    from gafu.config import get_preset
-    from gafu.optimize import StyleTransfer, memory
+    from gafu.optimize import memory
 
     monkeypatch.setattr(memory, "available_mb", lambda: 2000.0)
     # 2048 px no longer fits whole in 2 GB: it is tiled (tests/test_print.py); 8192 px cannot fit even in tiles.
