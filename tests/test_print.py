@@ -182,3 +182,18 @@ def test_tiles_refuse_masks(tiny_vgg, content_path, style_path):
     mask = torch.ones(1, 1, 106, 160)
     with pytest.raises(GafuError, match="needs about"):
         StyleTransfer(content_path, [style_path], CFG, extractor=tiny_vgg, mask=mask, max_memory=300)  # 160 px needs ~0.8 GB whole
+
+
+def test_tiled_result_saves_as_16_bit_png_with_srgb_profile(tiny_vgg, content_path, style_path, tmp_path):
+    from PIL import Image
+
+    from gafu.image import save_image
+
+    st = StyleTransfer(content_path, [style_path], CFG.replace(steps=1), extractor=tiny_vgg, tile=96)
+    for _ in st.run():
+        pass
+    out = save_image(st.image, tmp_path / "print.png", bits=16)
+    data = out.read_bytes()
+    assert data[24] == 16 and b"iCCP" in data[:4096]  # 16 bits per channel, an ICC profile
+    with Image.open(out) as im:
+        assert im.size == (160, 106) and "icc_profile" in im.info

@@ -288,7 +288,7 @@ def print_schedule(cfg, shape: Tuple[int, int], budget_mb: Optional[float], *, p
     """Coarse-to-fine stages for a print: the size halved until the whole image fits (in
     ``budget_mb``, default the memory available; under ``tile`` px when tiles are forced), which
     runs ``cfg.steps``; then each doubled size, the requested one last, runs
-    ``max(MIN_REFINE, steps * REFINE_FRACTION)`` steps (tiled where it does not fit whole)."""
+    ``max(MIN_REFINE, steps * REFINE_FRACTION)`` steps, at most ``steps`` (tiled where it does not fit whole)."""
     from .memory import available_mb
 
     h, w = shape
@@ -304,7 +304,7 @@ def print_schedule(cfg, shape: Tuple[int, int], budget_mb: Optional[float], *, p
         sides.append(side)
     if not sides:
         return cfg
-    refine = max(MIN_REFINE, int(round(cfg.steps * REFINE_FRACTION)))
+    refine = max(1, min(cfg.steps, max(MIN_REFINE, int(round(cfg.steps * REFINE_FRACTION)))))
     scales = tuple(s / full for s in reversed(sides))
     steps = (cfg.steps,) + (refine,) * (len(scales) - 1)
     return cfg.replace(scales=scales, scale_steps=steps, steps=refine)
