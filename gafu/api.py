@@ -47,6 +47,8 @@ def stylize_result(
     region_map: Optional[ImageLike] = None,
     region_styles=None,
     callback: Optional[Callable[[Iterate], None]] = None,
+    max_memory: Optional[float] = None,
+    tile: Optional[int] = None,
     **overrides,
 ) -> StyleResult:
     """Stylize ``content`` with one or more ``style`` images by optimization; return a StyleResult.
@@ -57,6 +59,8 @@ def stylize_result(
     L-BFGS in bf16 where the hardware has it; "seed" = the TensorFlow tutorial exactly); ``config`` replaces
     the preset entirely; keyword ``overrides`` change single settings (``steps=200, size=256``).
     ``callback`` receives every :class:`Iterate` (e.g. for progress or early stopping via an exception).
+    ``max_memory`` (MB, default: the memory available) bounds the run: larger sizes are optimized
+    coarse-to-fine in tiles (:mod:`gafu.optimize.tiled`; ``tile`` forces tiles of that side).
 
     Controls (colour: :mod:`gafu.color`, masks and regions: :mod:`gafu.masks`): the settings ``preserve_color='luminance'|'histogram'``,
     ``style_scale=0.5..2``, ``strength=0..1`` (not together with ``style_weight``), ``feather=PX``
@@ -88,6 +92,8 @@ def stylize_result(
         mask=mask,
         region_map=region_map,
         region_styles=region_styles,
+        max_memory=max_memory,
+        tile=tile,
     )
     for it in st.run():
         if callback is not None:

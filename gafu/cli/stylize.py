@@ -68,6 +68,13 @@ def register(sub) -> None:
     g.add_argument("--style-weights", type=common.float_list, help="blend weights of several style images, e.g. 0.7,0.3")
     g.add_argument("--weights", help="VGG19 weights file (torch state dict or Keras h5); default: $GAFU_VGG19_WEIGHTS or bundled")
     common.add_device_arg(g)
+    g.add_argument("--max-memory", type=_memory, metavar="SIZE",
+                   help="memory budget of the run, e.g. 4GB, 4096MB, 512M (default: the memory available now); a size "
+                   "that does not fit whole is optimized coarse-to-fine in overlapping tiles, one that cannot fit at "
+                   "all is refused before any work")
+    g.add_argument("--tile", type=_tile, metavar="PX",
+                   help="optimize in tiles of at most PX pixels wherever the image is larger (default: tiles only "
+                   "when the budget needs them, as large as it allows)")
 
     add_control_args(p, d)
     sp = p.add_argument_group("speed (how the loss is minimized; the loss itself is unchanged)")
@@ -112,6 +119,25 @@ def add_control_args(p: argparse.ArgumentParser, d) -> None:
     c.add_argument("--init", metavar="content|noise|PATH",
                    help="start image: the content (default), noise (uses --seed) or an image, "
                    "e.g. a 'gafu fast' result")
+
+
+def _memory(text: str) -> float:
+    from ..errors import GafuError
+    from ..optimize.memory import parse_size_mb
+
+    try:
+        return parse_size_mb(text)
+    except GafuError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _tile(text: str) -> int:
+    from ..optimize.tiled import PHASE
+
+    value = common.positive_int(text)
+    if value < 4 * PHASE:
+        raise argparse.ArgumentTypeError(f"tiles must be at least {4 * PHASE} px, got {text}")
+    return value
 
 
 def _style_scale(text: str) -> float:
@@ -219,13 +245,14 @@ def _loop(st, args: argparse.Namespace, output: Path, inputs) -> tuple:
     saved, history, last, interrupted = [], [], None, 0
     every = args.save_every or (min(cfg.steps_per_epoch, max(1, cfg.steps // 10)) if report else 0)
     bar = common.progress(cfg.steps + sum(cfg.scale_steps), "stylize")
+    status = _Status(st, bar)
     try:
         for it in st.run(image_every=every, tune_allocator=True):
             last = it
             if report:
                 history.append(it)
             bar.update(1)
-            bar.set_postfix(loss=f"{it.loss:.4g}", refresh=False)
+            status.step(it)
             if args.save_every and it.step % args.save_every == 0 and it.image is not None:
                 saved.append(str(save_image(it.image, intermediate_path(output, it.step), inputs=inputs,
                                             bits=args.bit_depth)))
@@ -236,6 +263,33 @@ def _loop(st, args: argparse.Namespace, output: Path, inputs) -> tuple:
     finally:
         bar.close()
     return last, history, saved, interrupted
+
+
+class _Status:
+    """The progress bar's postfix: loss, the scale being optimized, the tile of a tiled pass, ETA."""
+
+    def __init__(self, st, bar) -> None:
+        from ..optimize.tiled import Eta, stage_shapes
+
+        self.bar = bar
+        self.eta = Eta(stage_shapes(st.config, tuple(st.content.shape[-2:])))
+        self.fields = {"loss": "-", "scale": "", "tile": "", "eta": ""}
+        self.tiled_shapes = set()
+        st.on_tile = self.tile
+
+    def tile(self, i: int, n: int, shape) -> None:
+        self.tiled_shapes.add(tuple(shape))
+        self.fields["tile"] = f"{i}/{n}"
+        self.fields["scale"] = f"{shape[1]}x{shape[0]}"
+        self.bar.set_postfix(self.fields, refresh=True)
+
+    def step(self, it) -> None:
+        left = self.eta.update(it.step, it.elapsed, it.shape, tuple(it.shape) in self.tiled_shapes)
+        self.fields.update(loss=f"{it.loss:.4g}", scale=f"{it.shape[1]}x{it.shape[0]}",
+                           eta=f"{int(left // 60)}m{int(left % 60):02d}s")
+        if tuple(it.shape) not in self.tiled_shapes:
+            self.fields["tile"] = "whole"
+        self.bar.set_postfix(self.fields, refresh=False)
 
 
 class Terminated(BaseException):
@@ -297,6 +351,7 @@ def run(args: argparse.Namespace) -> int:
     st = StyleTransfer(
         content, args.styles, cfg, style_weights=args.style_weights, weights=args.weights, device=device,
         init_image=init_path, mask=args.mask, region_map=args.region_map, region_styles=region_styles,
+        max_memory=args.max_memory, tile=args.tile,
     )
     initial = st.image if args.report else None
     with _SigtermAsInterrupt() as term:
@@ -337,6 +392,8 @@ def run(args: argparse.Namespace) -> int:
             "prepare_seconds": round(st.prepare_seconds, 3), "report": str(args.report) if args.report else None,
             "precision_used": st.precision, "stop_reason": _stop_reason(st, interrupted),
             "fp32_fallback_steps": st.fp32_fallback_steps,
+            "max_memory_mb": args.max_memory, "tile": st._tiled.tile if st._tiled is not None else None,
+            "scales": list(st.config.scales), "scale_steps": list(st.config.scale_steps),
         })
     if interrupted:
         return interrupted

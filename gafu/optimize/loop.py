@@ -19,6 +19,7 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -30,7 +31,7 @@ from ..image import ImageLike, as_tensor, resize
 from ..masks import REGION_TOLERANCE, MaskLike, blend, color_hex
 from ..result import StyleResult
 from ..vgg import VGG19Features, check_min_side, load_vgg19
-from .memory import check_fits
+from . import tiled
 from .optimizers import LBFGS, KerasAdam, history_for
 from .precision import dtype_of, keep_freed_memory, resolve_precision
 from .prepare import Where, build_criterion, check_targets_fit, prepare_where, start_image, style_list
@@ -87,6 +88,10 @@ class StyleTransfer:
             ``"red=a.jpg,blue=b.jpg"``.
         region_tolerance: RGB distance (0..255) within which a map pixel matches a listed colour.
         extractor: a VGG19 extractor to share (it must return the config's style and content layers).
+        max_memory: memory budget (MB) of the run (default: the memory available now). A size that
+            does not fit whole is optimized in tiles (:mod:`gafu.optimize.tiled`, coarse-to-fine
+            from a size that fits); one that cannot fit at all is refused before any work.
+        tile: optimize in tiles of at most this many pixels wherever the image is larger.
     """
 
     def __init__(
@@ -104,6 +109,8 @@ class StyleTransfer:
         region_styles=None,
         region_tolerance: float = REGION_TOLERANCE,
         extractor: Optional[VGG19Features] = None,
+        max_memory: Optional[float] = None,
+        tile: Optional[int] = None,
     ) -> None:
         t0 = time.perf_counter()
         self.config = cfg = config if config is not None else StyleConfig(name="seed")
@@ -131,8 +138,13 @@ class StyleTransfer:
 
         start = start_image(init_image, cfg, self.content, luma_only=luma_only)  # every input decoded by now
         self.precision = resolve_precision(cfg.precision, self.device)  # 'auto' -> what this device runs fast
-        if self.device.type == "cpu":  # before the network loads: refuse what this machine cannot hold
-            check_fits(shape, precision=self.precision, regions=len(self.regions))
+        # Before the network loads: tiles for what does not fit whole, refuse what cannot fit at all.
+        self.max_memory, self.tile, self.on_tile = max_memory, tile, None
+        self._tiled, cfg = tiled.choose(
+            shape, cfg, precision=self.precision, regions=len(self.regions), masked=self.mask is not None,
+            max_memory=max_memory, tile=tile, schedule=init_image is None,
+            check=self.device.type == "cpu" or max_memory is not None)
+        self.config = cfg
         layers = tuple(dict.fromkeys(cfg.style_layers + cfg.content_layers))
         self.extractor: VGG19Features = extractor if extractor is not None else load_vgg19(
             layers, weights=weights, pooling=cfg.pooling, device=self.device
@@ -167,10 +179,15 @@ class StyleTransfer:
     def _criterion(self, where: Where):
         cfg = self.config
         with torch.no_grad():
-            content_feats = self.extractor(self.content, cfg.content_layers) if cfg.content_layers else {}
+            features = self.extractor if self._tiled is None else partial(self._tiled.features, self.extractor)
+            content_feats = features(self.content, cfg.content_layers) if cfg.content_layers else {}
         grams: list = []
         self.styles: List[torch.Tensor] = []
-        if self.targets is not None:
+        if self.targets is not None and self._tiled is not None:  # print sizes: style Grams in tiles too
+            self.styles, grams = tiled.style_targets(
+                self.targets, cfg, self.extractor, self._tiled.tile, content=self.content_rgb,
+                masks=where.style_masks(len(self.targets), tuple(self.content.shape[-2:])))
+        elif self.targets is not None:
             self.styles, grams = self.targets.grams(
                 cfg.size, resize_mode=cfg.resize, content=self.content_rgb,
                 content_masks=where.style_masks(len(self.targets), tuple(self.content.shape[-2:])),
@@ -267,6 +284,8 @@ class StyleTransfer:
         16 bit (the fast path of :meth:`run`) against the same fp32 targets, with fp32 Gram
         matrices and losses.
         """
+        if self._tiled is not None:
+            return self._tiled.loss_terms(self, image, precision=precision)
         net = self.extractor if precision == "fp32" else self._lowp_extractor(precision)
         layers = self.criterion.layers
         feats = net(image, layers) if layers else {}
@@ -339,7 +358,9 @@ class StyleTransfer:
             sub = StyleTransfer(
                 self.content_rgb, styles, sub_cfg, weights=self._weights_path, device=self.device,
                 init_image=current, mask=self._sources["mask"], extractor=self.extractor, **self._region,
+                max_memory=tiled.stage_budget(full, self.max_memory), tile=self.tile,
             )
+            sub.on_tile = self.on_tile
             for it in sub._steps(n, offset=done, planned=planned, start=start, image_every=0):
                 want = image_every and it.step % image_every == 0
                 image = resize(sub.image, full, antialias=True).clamp(0, 1) if want else None
@@ -431,6 +452,8 @@ class StyleTransfer:
         finite is redone in fp32 (counted in ``fp32_fallback_steps``).
         """
         precision = self.precision if precision is None else precision
+        if self._tiled is not None:
+            return self._tiled.loss_and_grad(self, x, clamp=clamp, precision=precision)
         scale = self._grad_scale if precision == "fp16" else 1.0
         image = x.clamp(0.0, 1.0) if clamp else x
         terms = self.loss_terms(image, precision=precision)

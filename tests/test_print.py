@@ -1,0 +1,199 @@
+"""Print sizes (gafu.optimize.tiled): tiled optimization in bounded memory, its tile maths, the
+memory plan and its one-line refusal, --max-memory, and a small tiled run against an untiled one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gafu.config import get_preset
+from gafu.errors import GafuError
+from gafu.optimize import StyleTransfer
+from gafu.optimize import memory
+from gafu.optimize.tiled import (PHASE, Eta, TiledObjective, boundaries, grid_offset, print_schedule, seam_ratio,
+                                 stage_shapes)
+
+SHAPES = ((300, 451), (1365, 2048), (2731, 4096))
+
+
+# -- tile maths ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("shape", SHAPES)
+def test_shifted_grids_cover_everything_with_weights_summing_to_one(shape):
+    obj = TiledObjective(shape, tile=max(64, max(shape) // 3) // PHASE * PHASE)
+    for k in range(6):
+        plan = obj.plan(k)
+        total = plan.weight_sum()
+        acc = np.zeros(shape)
+        for t in plan:
+            assert t.y % PHASE == 0 and t.x % PHASE == 0  # the pooling phase: cells align with the image's
+            assert t.height <= obj.tile and t.width <= obj.tile
+            acc[t.slices] += plan.normalized_weight(t, total)
+        np.testing.assert_allclose(acc, 1.0, atol=1e-12)  # every pixel covered, weights sum to 1
+
+
+def test_weights_sum_to_one_at_every_layer_resolution():
+    shape = (200, 330)
+    obj = TiledObjective(shape, tile=128)
+    plan = obj.plan(3)
+    total = plan.weight_sum()
+    for s in (2, 4, 8, 16):
+        acc = torch.zeros(shape[0] // s, shape[1] // s, dtype=torch.float64)
+        for t in plan:
+            w = torch.from_numpy(plan.normalized_weight(t, total))[None, None]
+            m = F.avg_pool2d(w, s)[0, 0]
+            acc[t.y // s: t.y // s + m.shape[0], t.x // s: t.x // s + m.shape[1]] += m
+        torch.testing.assert_close(acc, torch.ones_like(acc))
+
+
+def test_the_grid_moves_between_evaluations():
+    tile = 512
+    offsets = [grid_offset(k, tile) for k in range(12)]
+    assert offsets[0] == (0, 0)
+    assert len(set(offsets)) == 12  # no two evaluations share a grid
+    assert all(o % PHASE == 0 and 0 <= o < tile for pair in offsets for o in pair)
+    obj = TiledObjective((1365, 2048), tile)
+    rows = [boundaries([obj.plan(k)])[0] for k in range(4)]
+    cols = [boundaries([obj.plan(k)])[1] for k in range(4)]
+    for a, b in zip(cols, cols[1:]):
+        assert len(a & b) <= len(a) // 4  # (nearly) every vertical boundary moved
+    assert any(a != b for a, b in zip(rows, rows[1:]))
+
+
+def test_seam_ratio_finds_a_seam_and_nothing_else():
+    rng = np.random.default_rng(0)
+    img = rng.random((96, 128, 3)) * 0.1
+    assert seam_ratio(img, {48}, {64}) == pytest.approx(1.0, abs=0.15)
+    img[:, 64:] += 0.3  # a step at column 64
+    assert seam_ratio(img, {48}, {64}) > 2.0
+
+
+# -- memory plan ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("text,mb", [("4GB", 4096), ("4096MB", 4096), ("4G", 4096), ("512M", 512),
+                                     ("1.5 GiB", 1536), ("2t", 2 * 1024**2)])
+def test_memory_sizes_parse(text, mb):
+    assert memory.parse_size_mb(text) == pytest.approx(mb)
+
+
+@pytest.mark.parametrize("text", ["4", "four GB", "-1GB", "0GB", "4QB", ""])
+def test_bad_memory_sizes_are_refused(text):
+    with pytest.raises(GafuError, match="memory size such as 4GB"):
+        memory.parse_size_mb(text)
+
+
+def test_plan_whole_tiled_or_refused():
+    kw = dict(precision="bf16", optimizer="lbfgs", lbfgs_history=30)
+    assert memory.plan_memory((1365, 2048), budget_mb=20000, **kw) is None  # fits whole
+    tile = memory.plan_memory((2731, 4096), budget_mb=4096, **kw)
+    assert tile is not None and tile % 16 == 0 and tile >= memory.MIN_TILE
+    assert memory.estimate_tiled_mb(2731, 4096, tile, **kw) <= 4096
+    assert memory.estimate_tiled_mb(2731, 4096, tile + 64, **kw) > 4096  # the largest tile that fits
+    with pytest.raises(GafuError) as exc:
+        memory.plan_memory((5461, 8192), budget_mb=2048, **kw)
+    msg = str(exc.value)
+    assert "\n" not in msg and "budget (max_memory) is 2.0 GB" in msg
+    fits = int(msg.rsplit("size=", 1)[1].rstrip(")"))
+    h, w = round(5461 * fits / 8192), fits
+    assert memory.estimate_tiled_mb(h, w, memory.MIN_TILE, **kw) <= 2048 or memory.estimate_peak_mb(h, w, precision="bf16") <= 2048
+    # masks/regions are not tiled: the whole image must fit
+    with pytest.raises(GafuError, match="largest size that fits"):
+        memory.plan_memory((2731, 4096), budget_mb=4096, masked=True, **kw)
+
+
+def test_cli_refuses_in_one_line_before_any_work(tmp_path, capsys, content_path, style_path):
+    from gafu.cli import main
+
+    out = tmp_path / "out.png"
+    rc = main(["stylize", str(content_path), str(style_path), "-o", str(out), "--size", "8192", "--max-memory", "1GB"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1
+    assert "--max-memory" in err and "largest --size that fits is about" in err and "--size=" in err
+    assert not out.exists()
+    rc = main(["stylize", str(content_path), str(style_path), "-o", str(out), "--max-memory", "lots"])
+    assert rc == 2 and "memory size such as 4GB" in capsys.readouterr().err
+
+
+def test_print_schedule_starts_whole_at_a_size_that_fits():
+    cfg = get_preset("fast").replace(size=4096)
+    budget = memory.estimate_peak_mb(683, 1024, precision="bf16") + 1
+    sched = print_schedule(cfg, (2731, 4096), budget, precision="bf16")
+    assert sched.scales == (0.25, 0.5) and sched.scale_steps == (600, 30) and sched.steps == 30
+    stages = stage_shapes(sched, (2731, 4096))
+    assert [s for s, _ in stages] == [(683, 1024), (1366, 2048), (2731, 4096)]
+    assert print_schedule(cfg.replace(size=512), (341, 512), budget, precision="bf16") == cfg.replace(size=512)
+
+
+def test_eta_counts_the_remaining_stages():
+    eta = Eta([((100, 100), 10), ((200, 200), 5)])
+    left = eta.update(1, 1.0, (100, 100), False)  # 1 s per 0.01 MP step
+    assert left == pytest.approx(9 * 1.0 + 5 * 4.0)
+    for step in range(2, 11):
+        eta.update(step, float(step), (100, 100), False)
+    left = eta.update(11, 10.0 + 8.0, (200, 200), True)  # the first step at the larger scale: 8 s
+    assert left == pytest.approx(4 * 8.0)
+
+
+# -- a small tiled run ---------------------------------------------------------------------------
+CFG = get_preset("seed").replace(size=160, steps=8, style_weight=1e5, content_weight=1e3, eps=1e-6)
+
+
+def _pair(tiny_vgg, content_path, style_path, cfg):
+    whole = StyleTransfer(content_path, [style_path], cfg, extractor=tiny_vgg)
+    tiled = StyleTransfer(content_path, [style_path], cfg, extractor=tiny_vgg, tile=96)
+    return whole, tiled
+
+
+def test_tiled_loss_and_gradient_match_the_whole_image(tiny_vgg, content_path, style_path):
+    whole, tiled = _pair(tiny_vgg, content_path, style_path, CFG)
+    assert whole._tiled is None and tiled._tiled is not None and tiled._tiled.tiles_per_pass() > 1
+    g = torch.Generator().manual_seed(1)
+    x = (0.5 * whole._image.detach() + 0.5 * torch.rand(whole._image.shape, generator=g)).contiguous()
+    ea, eb = whole.evaluate(x), tiled.evaluate(x)
+    for k in ("style", "content", "total"):
+        assert eb[k] == pytest.approx(ea[k], rel=0.03)
+    xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    whole._loss_and_grad(xa, precision="fp32")
+    tiled._loss_and_grad(xb, precision="fp32")
+    assert float((xa.grad - xb.grad).norm() / xa.grad.norm()) < 0.05
+    assert tiled._tiled.evaluations == 2  # the grid moved between the evaluations
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+def test_small_tiled_run_matches_an_untiled_one(tiny_vgg, content_path, style_path, optimizer):
+    cfg = CFG.replace(optimizer=optimizer, lbfgs_history=10)
+    whole, tiled = _pair(tiny_vgg, content_path, style_path, cfg)
+    assert tiled.config.scales == (0.5,)  # the print schedule: whole at 80 px, then tiled at 160
+    tiled.config = cfg  # compare the same steps at the same size
+    start = whole.evaluate()["total"]
+    for st in (whole, tiled):
+        for _ in st.run():
+            pass
+    a, b = whole.evaluate()["total"], tiled.evaluate()["total"]
+    assert a < 0.9 * start  # the run did something
+    assert b == pytest.approx(a, rel=0.1)
+    diff = (whole.image - tiled.image).abs().mean()
+    assert float(diff) < 0.02
+    rows, cols = boundaries(tiled._tiled.plans())
+    assert seam_ratio(tiled.image, rows, cols) / seam_ratio(whole.image, rows, cols) == pytest.approx(1.0, abs=0.1)
+
+
+def test_tiles_refuse_masks(tiny_vgg, content_path, style_path):
+    mask = torch.ones(1, 1, 106, 160)
+    with pytest.raises(GafuError, match="needs about"):
+        StyleTransfer(content_path, [style_path], CFG, extractor=tiny_vgg, mask=mask, max_memory=300)  # 160 px needs ~0.8 GB whole
+
+
+def test_tiled_result_saves_as_16_bit_png_with_srgb_profile(tiny_vgg, content_path, style_path, tmp_path):
+    from PIL import Image
+
+    from gafu.image import save_image
+
+    st = StyleTransfer(content_path, [style_path], CFG.replace(steps=1), extractor=tiny_vgg, tile=96)
+    for _ in st.run():
+        pass
+    out = save_image(st.image, tmp_path / "print.png", bits=16)
+    data = out.read_bytes()
+    assert data[24] == 16 and b"iCCP" in data[:4096]  # 16 bits per channel, an ICC profile
+    with Image.open(out) as im:
+        assert im.size == (160, 106) and "icc_profile" in im.info
