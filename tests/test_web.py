@@ -72,6 +72,18 @@ def test_parse_weights():
         jobs.parse_weights("a,b", 2)
 
 
+def test_errors_name_the_page_field():
+    fields = {"strength": "Strength", "style_weights": "Style weights"}
+    err = GafuError("strength must be a number from 0 to 1, got 2.0", argument="strength")
+    assert jobs.field_message(err, fields) == ("Strength: must be a number from 0 to 1, got 2.0", "Strength")
+    with pytest.raises(GafuError) as caught:
+        jobs.parse_weights("a,b", 2)
+    message, label = jobs.field_message(caught.value, fields)
+    assert label == "Style weights" and message.startswith("Style weights: ")
+    plain = GafuError("the photo is not an image")  # no field concerned: the error's own words
+    assert jobs.field_message(plain, fields) == ("the photo is not an image", None)
+
+
 def test_workspace_sessions_are_separate(tmp_path):
     ws = jobs.Workspace(tmp_path)
     a, b = ws.job_dir("abc", "fast"), ws.job_dir("../../etc", "fast")
@@ -314,6 +326,13 @@ def test_user_error_message(server):
     _, url = server
     with pytest.raises(Exception, match="choose a painting"):
         client(url).predict(*fast_args(example="(none)"), api_name="/fast")
+
+
+def test_a_bad_value_names_its_field(server):
+    _, url = server
+    with pytest.raises(Exception, match="Style weights: must be numbers separated by commas"):
+        client(url).predict(upload(PHOTO), [], [STARRY], "seed", 64, 3, 0.5, "a, b", "none", 1.0, None, None, 1,
+                            api_name="/stylize")
 
 
 def test_two_concurrent_clients_both_served(server):

@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     limits = Limits(max_file_bytes=args.max_file_size, max_pixels=args.max_pixels, max_size=args.max_size)
     try:
         demo = build_app(limits=limits, workdir=workdir, concurrency=args.concurrency, queue_size=args.queue,
-                         device=device)
+                         device=device, release_memory=True)
         print(f"gafu web: serving on http://{args.host}:{args.port} (Ctrl+C stops; files in {workdir})",
               file=sys.stderr)
         launch(demo, host=args.host, port=args.port, block=True, quiet=True)

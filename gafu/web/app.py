@@ -10,7 +10,7 @@ import functools
 import inspect
 import tempfile
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Dict, Optional
 
 from ..errors import GafuError
 from .jobs import (
@@ -27,8 +27,10 @@ from .jobs import (
     classify_job,
     example_paths,
     fast_job,
+    field_message,
     layers_job,
     parse_weights,
+    release_freed_memory,
     stylize_job,
 )
 
@@ -37,6 +39,17 @@ JOBS = "gafu-jobs"
 BUILTIN_CHOICES = [f"{i}" for i in range(26)]
 NO_EXAMPLE = "(none)"
 CSS = "footer {display: none !important}"
+#: The page's field labels by the argument names their errors carry (GafuError.argument): an error
+#: is shown as "<label>: <what is wrong>" (jobs.field_message).
+STYLIZE_FIELDS = {"size": "Size (long side, px)", "steps": "Steps", "strength": "Strength", "style scale": "Style scale",
+                  "style_weights": "Style weights", "preview every": "Preview every N steps", "styles": "Style images (one or several)"}
+FAST_FIELDS = {"strength": "Strength", "built-in style": "Built-in style (overrides the painting)",
+               "max size": "Max size when not full resolution (px)"}
+COMPARE_FIELDS = {"size": "Size (px)", "steps": "Steps (optimize)", "styles": "Style images"}
+#: Visitor sessions whose Gradio state the server keeps (Gradio's default, 10000, holds ~165 KB
+#: each for this page, and a closed page's entry is never dropped). This page keeps no gr.State:
+#: an evicted session just gets a fresh one on its next request.
+SESSION_CAPACITY = 256
 
 
 def _gr():
@@ -49,16 +62,26 @@ def _gr():
     return gr
 
 
-def _user_errors(fn):
-    """Show a GafuError's message on the page (gr.Error) instead of a generic failure."""
+def _user_errors(fn, fields: Optional[Dict[str, str]] = None, after: Optional[Callable[[], Any]] = None):
+    """Show a GafuError's message on the page (gr.Error) instead of a generic failure, naming the
+    page's field when the error names an argument that ``fields`` maps to one (:func:`field_message`).
+    ``after`` runs when the handler ends, however it ends (the server's memory release)."""
     gr = _gr()
+
+    def shown(exc: GafuError):
+        message, label = field_message(exc, fields or {})
+        return gr.Error(message, title=label or "Error", print_exception=False)
+
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         def gen(*args, **kwargs):
             try:
                 yield from fn(*args, **kwargs)
             except GafuError as exc:
-                raise gr.Error(str(exc)) from None
+                raise shown(exc) from None
+            finally:
+                if after is not None:
+                    after()
         return gen
 
     @functools.wraps(fn)
@@ -66,7 +89,10 @@ def _user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except GafuError as exc:
-            raise gr.Error(str(exc)) from None
+            raise shown(exc) from None
+        finally:
+            if after is not None:
+                after()
     return call
 
 
@@ -99,12 +125,15 @@ def build_app(
     queue_size: int = 8,
     device: str = "cpu",
     weights: Any = None,
+    release_memory: bool = False,
 ):
     """Build the page (a ``gr.Blocks``, queue configured); serve it with :func:`launch`.
 
     ``workdir``: the only folder the app writes into (default: a new temporary folder); one
     sub-folder per visitor, deleted when the visitor leaves. ``concurrency``: jobs run at once;
-    ``queue_size``: jobs that may wait (more are refused with a message).
+    ``queue_size``: jobs that may wait (more are refused with a message). ``release_memory``: after
+    each job, give the C heap's free pages back to the kernel (:func:`jobs.release_freed_memory`);
+    for a process that is only the server (``gafu web`` sets it), as it acts on the whole process.
     """
     gr = _gr()
     limits = limits or Limits()
@@ -115,6 +144,11 @@ def build_app(
     cancels = CancelRegistry()
     mb = limits.max_file_bytes / 1024**2
 
+    after = release_freed_memory if release_memory else None
+
+    def job(fields: Optional[Dict[str, str]] = None):
+        return lambda fn: _user_errors(fn, fields, after)
+
     def sid(request) -> str:
         return getattr(request, "session_hash", None) or "anonymous"
 
@@ -123,10 +157,10 @@ def build_app(
         files = [check_upload(getattr(f, "name", f), limits, f"style image {i + 1}") for i, f in enumerate(uploads or [])]
         paths = files + example_paths(examples, EXAMPLE_STYLES)
         if len(paths) > limits.max_styles:
-            raise GafuError(f"at most {limits.max_styles} style images at once, got {len(paths)}")
+            raise GafuError(f"at most {limits.max_styles} style images at once, got {len(paths)}", argument="styles")
         return paths
 
-    @_user_errors
+    @job(STYLIZE_FIELDS)
     def stylize(content, style_files, style_examples, preset, size, steps, strength, style_weights,
                 preserve_color, style_scale, mask_drawn, mask_file, preview_every, request: gr.Request):
         content = check_upload(content, limits, "the photo")
@@ -169,7 +203,7 @@ def build_app(
             return "cancelling: the image so far becomes the result…"
         return gr.skip()
 
-    @_user_errors
+    @job(FAST_FIELDS)
     def fast(content, style_file, style_example, builtin, strength, preserve_color, full_resolution, max_size,
              request: gr.Request):
         content = check_upload(content, limits, "the photo")
@@ -193,7 +227,7 @@ def build_app(
         w, h = res.image.size
         return res.image, str(path), f"{w}x{h} px in {res.seconds:.2f} s ({res.tiles} tile{'s' if res.tiles != 1 else ''})"
 
-    @_user_errors
+    @job(COMPARE_FIELDS)
     def compare(content, style_files, style_examples, method, size, steps, request: gr.Request):
         from ..report import compare_styles
 
@@ -210,18 +244,18 @@ def build_app(
         secs = ", ".join(f"{s:.1f}" for s in cmp.seconds)
         return cmp.sheet, str(path), f"{len(styles)} styles, seconds each: {secs}"
 
-    @_user_errors
+    @job()
     def classify(image):
         return classify_job(check_upload(image, limits, "the image"), top=5, device=device)
 
-    @_user_errors
+    @job()
     def analyze(content, result, request: gr.Request):
         content = check_upload(content, limits, "the content image")
         result = check_upload(result, limits, "the result image")
         path, numbers = analyze_job(content, result, ws.job_dir(sid(request), "analyze"))
         return str(path), numbers
 
-    @_user_errors
+    @job()
     def layers(image):
         return layers_job(check_upload(image, limits, "the image") if image else None)
 
@@ -247,7 +281,7 @@ def build_app(
                 with gr.Column(scale=1):
                     s_content = gr.Image(label="Photo", elem_id="s-content", **inp)
                     gr.Examples(photos, inputs=[s_content], label="Example photos")
-                    s_styles = gr.File(label="Style images (one or several)", file_count="multiple",
+                    s_styles = gr.File(label=STYLIZE_FIELDS["styles"], file_count="multiple",
                                        file_types=["image"], type="filepath", elem_id="s-styles")
                     s_examples = gr.CheckboxGroup(style_names, value=[style_names[0]], label="Example paintings",
                                                   elem_id="s-examples")
@@ -257,16 +291,16 @@ def build_app(
                         s_color = gr.Radio(["none", "luminance", "histogram"], value="none",
                                            label="Colour preservation")
                     with gr.Row():
-                        s_size = gr.Slider(64, limits.max_size, value=256, step=16, label="Size (long side, px)",
+                        s_size = gr.Slider(64, limits.max_size, value=256, step=16, label=STYLIZE_FIELDS["size"],
                                            elem_id="s-size")
-                        s_steps = gr.Slider(1, limits.max_steps, value=100, step=1, label="Steps", elem_id="s-steps")
+                        s_steps = gr.Slider(1, limits.max_steps, value=100, step=1, label=STYLIZE_FIELDS["steps"], elem_id="s-steps")
                     with gr.Row():
-                        s_strength = gr.Slider(0, 1, value=0.5, step=0.05, label="Strength",
+                        s_strength = gr.Slider(0, 1, value=0.5, step=0.05, label=STYLIZE_FIELDS["strength"],
                                                info="0.5 = the preset's style weight", elem_id="s-strength")
-                        s_scale = gr.Slider(0.5, 2.0, value=1.0, step=0.1, label="Style scale")
+                        s_scale = gr.Slider(0.5, 2.0, value=1.0, step=0.1, label=STYLIZE_FIELDS["style scale"])
                     with gr.Row():
-                        s_weights = gr.Textbox(label="Style weights", placeholder="e.g. 0.7, 0.3 (default equal)")
-                        s_every = gr.Slider(1, 50, value=5, step=1, label="Preview every N steps", elem_id="s-every")
+                        s_weights = gr.Textbox(label=STYLIZE_FIELDS["style_weights"], placeholder="e.g. 0.7, 0.3 (default equal)")
+                        s_every = gr.Slider(1, 50, value=5, step=1, label=STYLIZE_FIELDS["preview every"], elem_id="s-every")
                     with gr.Accordion("Mask: stylize only where you paint", open=False):
                         s_mask_draw = gr.ImageEditor(label="Paint on the photo", type="numpy", format="png",
                                                      brush=gr.Brush(colors=["#ff0000"], color_mode="fixed"),
@@ -302,14 +336,15 @@ def build_app(
                     f_style = gr.Image(label="Painting (upload)", elem_id="f-style", **inp)
                     f_example = gr.Dropdown([NO_EXAMPLE] + style_names, value=style_names[0], label="…or an example painting")
                     f_builtin = gr.Dropdown(["none"] + BUILTIN_CHOICES, value="none",
-                                            label="…or one of the 26 built-in styles (overrides the painting)")
+                                            label=FAST_FIELDS["built-in style"],
+                                            info="…or one of the 26 built-in styles")
                     with gr.Row():
-                        f_strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Strength", elem_id="f-strength")
+                        f_strength = gr.Slider(0, 1, value=1.0, step=0.05, label=FAST_FIELDS["strength"], elem_id="f-strength")
                         f_color = gr.Checkbox(label="Keep the photo's colours")
                     with gr.Row():
                         f_full = gr.Checkbox(value=True, label="Full resolution")
                         f_max = gr.Slider(64, limits.max_fast_size, value=512, step=16,
-                                          label="Max size when not full resolution (px)", elem_id="f-max")
+                                          label=FAST_FIELDS["max size"], elem_id="f-max")
                     f_go = gr.Button("Stylize fast", variant="primary", elem_id="f-go")
                 with gr.Column():
                     f_result = gr.Image(label="Result", format="png", interactive=False, elem_id="f-result")
@@ -323,13 +358,13 @@ def build_app(
                 with gr.Column():
                     c_content = gr.Image(label="Photo", elem_id="c-content", **inp)
                     gr.Examples(photos, inputs=[c_content], label="Example photos")
-                    c_styles = gr.File(label="Style images", file_count="multiple", file_types=["image"],
+                    c_styles = gr.File(label=COMPARE_FIELDS["styles"], file_count="multiple", file_types=["image"],
                                        type="filepath")
                     c_examples = gr.CheckboxGroup(style_names, value=style_names, label="Example paintings")
                     c_method = gr.Radio(["fast", "optimize"], value="fast", label="Method")
                     with gr.Row():
-                        c_size = gr.Slider(64, limits.max_size, value=256, step=16, label="Size (px)")
-                        c_steps = gr.Slider(1, limits.max_steps, value=50, step=1, label="Steps (optimize)")
+                        c_size = gr.Slider(64, limits.max_size, value=256, step=16, label=COMPARE_FIELDS["size"])
+                        c_steps = gr.Slider(1, limits.max_steps, value=50, step=1, label=COMPARE_FIELDS["steps"])
                     c_go = gr.Button("Compare", variant="primary", elem_id="c-go")
                 with gr.Column():
                     c_sheet = gr.Image(label="Contact sheet", format="png", interactive=False, elem_id="c-sheet")
@@ -387,6 +422,7 @@ def launch(demo, *, host: str = "127.0.0.1", port: int = 7860, block: bool = Tru
         prevent_thread_lock=not block,
         quiet=quiet,
         show_error=True,
+        state_session_capacity=SESSION_CAPACITY,
         inbrowser=False,
         allowed_paths=[str(ws.root)] if ws is not None else None,
         css=CSS,

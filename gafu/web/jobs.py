@@ -16,7 +16,7 @@ import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ..errors import GafuError
 
@@ -113,32 +113,70 @@ def parse_weights(text: Optional[str], count: int) -> Optional[List[float]]:
     try:
         values = [float(s) for s in str(text).replace(";", ",").split(",") if s.strip()]
     except ValueError:
-        raise GafuError(f"style weights must be numbers separated by commas, got '{text}'") from None
+        raise GafuError(f"style weights must be numbers separated by commas, got '{text}'",
+                        argument="style_weights") from None
     if len(values) != count:
-        raise GafuError(f"got {len(values)} style weights for {count} style images")
+        raise GafuError(f"got {len(values)} style weights for {count} style images", argument="style_weights")
     if any(not math.isfinite(v) or v < 0 for v in values) or sum(values) <= 0:
-        raise GafuError("style weights must be >= 0 and not all zero")
+        raise GafuError("style weights must be >= 0 and not all zero", argument="style_weights")
     return values
 
 
 def check_int(name: str, value: Any, lo: int, hi: int) -> int:
+    """``value`` as a whole number in [lo, hi]; the error's ``argument`` is ``name`` (a page field)."""
     try:
         v = float(value)
     except (TypeError, ValueError):
-        raise GafuError(f"{name} must be a whole number, got {value!r}") from None
+        raise GafuError(f"{name} must be a whole number, got {value!r}", argument=name) from None
     if not math.isfinite(v) or v != int(v) or not lo <= v <= hi:
-        raise GafuError(f"{name} must be a whole number from {lo} to {hi}, got {value!r}")
+        raise GafuError(f"{name} must be a whole number from {lo} to {hi}, got {value!r}", argument=name)
     return int(v)
 
 
 def check_float(name: str, value: Any, lo: float, hi: float) -> float:
+    """``value`` as a finite number in [lo, hi]; the error's ``argument`` is ``name``."""
     try:
         v = float(value)
     except (TypeError, ValueError):
-        raise GafuError(f"{name} must be a number, got {value!r}") from None
+        raise GafuError(f"{name} must be a number, got {value!r}", argument=name) from None
     if not math.isfinite(v) or not lo <= v <= hi:
-        raise GafuError(f"{name} must be a number from {lo:g} to {hi:g}, got {value!r}")
+        raise GafuError(f"{name} must be a number from {lo:g} to {hi:g}, got {value!r}", argument=name)
     return v
+
+
+def field_message(exc: GafuError, fields: Dict[str, str]) -> Tuple[str, Optional[str]]:
+    """A GafuError as the page says it: ``(message, field label)``. ``fields`` maps argument names
+    (``exc.argument``: the library's, e.g. ``style_weights``, or this module's checks, e.g.
+    ``'strength'``) to the labels of the page's fields. The message then starts with the label of the
+    field to fix, in place of the argument's name: "Strength: must be a number from 0 to 1, got 2"
+    (where the CLI says ``--strength``, :meth:`GafuError.for_client`). Label None: no field of the
+    page is concerned, the message is the error's own."""
+    args = (exc.argument,) if isinstance(exc.argument, str) else tuple(exc.argument or ())
+    concerned = [a for a in args if a in fields]
+    if not concerned:
+        return str(exc), None
+    arg, text = concerned[0], str(exc)
+    for name in (arg, arg.replace("_", " ")):
+        if text.lower().startswith(name.lower() + " "):
+            text = text[len(name):].lstrip()
+            break
+    return f"{fields[arg]}: {text}", fields[arg]
+
+
+def release_freed_memory() -> bool:
+    """Hand the free pages of the C heap back to the kernel (glibc ``malloc_trim(0)``, every arena).
+
+    For the ``gafu web`` server process only, after each job: jobs run on Gradio's worker threads,
+    each thread allocates from its own glibc arena, and the hundreds of MB a job frees stay cached
+    in that arena, so the server's resident memory grew with every new thread and never came back
+    (measured: benchmarks/results/soak_web_*). Nothing else changes. False where there is no glibc."""
+    from ..optimize.precision import _libc
+
+    libc = _libc()
+    if libc is None:
+        return False
+    libc.malloc_trim(0)
+    return True
 
 
 # ---------------------------------------------------------------------------------------------
@@ -248,7 +286,7 @@ def stylize_job(
     from ..report import loss_history, write_run_report
 
     if not styles:
-        raise GafuError("choose at least one style image (upload one or pick an example)")
+        raise GafuError("choose at least one style image (upload one or pick an example)", argument="styles")
     cfg = get_preset(preset).replace(
         size=int(size), steps=int(steps), strength=strength, preserve_color=preserve_color,
         style_scale=float(style_scale),
