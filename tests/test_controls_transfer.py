@@ -105,7 +105,7 @@ def test_mask_luminance_and_two_styles_together(tmp_path, content_path, style_pa
     out, m = st.image, st.mask
     assert float((out - st.content_rgb).abs()[..., m[0, 0] == 0].max()) <= 1e-6
     inside = m.expand(1, 1, *m.shape[-2:])
-    assert C.chroma_error(out, st.content_rgb, inside) < 2e-3
+    assert C.chroma_error(out, st.content_rgb, inside) < 5e-3  # out-of-gamut clamping only; the style contrast kept (issue 11 goal 6: < 0.01)
     assert float(((C.luminance(out) - C.luminance(st.content_rgb)).abs() * m).sum() / m.sum()) > 0.02
 
 

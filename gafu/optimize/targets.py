@@ -42,7 +42,7 @@ def prepare_style(
     grey. 'histogram': its colours matched to the content's mean/covariance (over ``content_mask``).
     """
     if preserve_color == "luminance":
-        return match_luminance(style, content, content_mask=content_mask)
+        return match_luminance(style, content, content_mask=content_mask, keep_style_contrast=True)
     if preserve_color == "histogram":
         return match_color(style, content, content_mask=content_mask)
     if preserve_color == "none":
