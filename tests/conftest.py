@@ -65,3 +65,20 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def output_files(folder) -> dict:
+    """relative path -> bytes of every PNG a job wrote under ``folder`` (no manifest, no lock)."""
+    from pathlib import Path
+
+    folder = Path(folder)
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*.png"))}
+
+
+def manifest_keys(folder) -> list:
+    """What identifies a job's result: (output, output sha256, settings hash) of every manifest row, sorted."""
+    from pathlib import Path
+
+    from gafu.jobs import read_rows
+
+    return sorted((r["output"], r["output_sha256"], r["settings_hash"]) for r in read_rows(Path(folder) / "manifest.jsonl"))

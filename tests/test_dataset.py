@@ -20,6 +20,8 @@ from gafu.cli import main
 from gafu.errors import GafuError
 from gafu.jobs import read_rows
 
+from conftest import manifest_keys, output_files
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "gafu" / "data"
 STYLES = [str(DATA / "vangogh_starry_night.jpg"), str(DATA / "hokusai_great_wave.jpg")]
@@ -46,14 +48,6 @@ def tree(tmp_path_factory, shared_images) -> Path:
     return root
 
 
-def _files(folder: Path) -> dict:
-    """relative path -> bytes of every output image (no manifest, no lock)."""
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*.png"))}
-
-
-def _key_rows(folder: Path) -> list:
-    return sorted((r["output"], r["output_sha256"], r["settings_hash"]) for r in read_rows(folder / "manifest.jsonl"))
-
 
 @pytest.fixture(scope="module")
 def reference(tree, tmp_path_factory) -> Path:
@@ -64,7 +58,7 @@ def reference(tree, tmp_path_factory) -> Path:
 
 
 def test_tree_is_mirrored_with_sizes_modes_and_rows(tree, reference):
-    names = sorted(_files(reference))
+    names = sorted(output_files(reference))
     assert names == [f"{stem}__v{k}.png" for stem in ("cat/chelsea", "cat/coffee", "rocket/rocket", "texture/brick")
                      for k in (0, 1)]
     for name in names:
@@ -94,11 +88,11 @@ def test_tree_is_mirrored_with_sizes_modes_and_rows(tree, reference):
 def test_same_bytes_on_rerun_and_with_two_workers(tree, reference, tmp_path):
     again = dataset.stylize(tree, tmp_path / "a", styles=STYLES, variants=2, max_size=PX, seed=5)
     assert again.run.done == 8
-    assert _files(tmp_path / "a") == _files(reference)
-    assert _key_rows(tmp_path / "a") == _key_rows(reference)
+    assert output_files(tmp_path / "a") == output_files(reference)
+    assert manifest_keys(tmp_path / "a") == manifest_keys(reference)
     two = dataset.stylize(tree, tmp_path / "b", styles=STYLES, variants=2, max_size=PX, seed=5, workers=2)
     assert two.run.workers == 2 and two.run.done == 8
-    assert _files(tmp_path / "b") == _files(reference)
+    assert output_files(tmp_path / "b") == output_files(reference)
     # another run seed: other item seeds, hence (in fast mode with style images) other style choices
     other = dataset.stylize(tree, tmp_path / "c", styles=STYLES, variants=2, max_size=PX, seed=6, dry_run=True)
     ref_rows = {r["output"]: r for r in read_rows(reference / "manifest.jsonl")}
@@ -112,8 +106,8 @@ def test_one_file_can_be_regenerated_alone(tree, reference, tmp_path):
     (single / "rocket").mkdir(parents=True)
     shutil.copy(tree / "rocket/rocket.jpg", single / "rocket/rocket.jpg")
     dataset.stylize(single, tmp_path / "out", styles=STYLES, variants=2, max_size=PX, seed=5)
-    got = _files(tmp_path / "out")
-    assert got == {k: v for k, v in _files(reference).items() if k.startswith("rocket/")}
+    got = output_files(tmp_path / "out")
+    assert got == {k: v for k, v in output_files(reference).items() if k.startswith("rocket/")}
 
 
 def test_own_size_by_default(tree, tmp_path):
@@ -129,7 +123,7 @@ def test_random_style(tree, tmp_path):
     kw = dict(random_style=True, variants=2, max_size=PX, seed=1, limit=6)  # broken x2, chelsea x2, coffee x2
     dataset.stylize(tree, tmp_path / "r1", **kw)
     dataset.stylize(tree, tmp_path / "r2", **kw)
-    a, b = _files(tmp_path / "r1"), _files(tmp_path / "r2")
+    a, b = output_files(tmp_path / "r1"), output_files(tmp_path / "r2")
     assert a == b and len(a) == 4
     assert a["cat/chelsea__v0.png"] != a["cat/chelsea__v1.png"]
     rows = read_rows(tmp_path / "r1" / "manifest.jsonl")
@@ -179,8 +173,8 @@ def test_resume_after_kill_9(tree, reference, tmp_path):
         assert proc.wait() == -signal.SIGKILL
     done = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert _files(out) == _files(reference)
-    assert _key_rows(out) == _key_rows(reference)  # one row per output: no duplicates, none lost
+    assert output_files(out) == output_files(reference)
+    assert manifest_keys(out) == manifest_keys(reference)  # one row per output: no duplicates, none lost
     assert not [p for p in out.rglob("*.tmp")]
     assert [e["output"] for e in read_rows(out / "errors.jsonl")] == ["cat/broken__v0.png", "cat/broken__v1.png"]
 
@@ -192,7 +186,7 @@ def test_optimize_method_end_to_end(tree, tmp_path):
     report = dataset.stylize(tree, tmp_path / "opt", **kw)
     assert report.run.done == 1
     dataset.stylize(tree, tmp_path / "opt2", workers=2, **kw)  # in a worker process
-    assert _files(tmp_path / "opt") == _files(tmp_path / "opt2")
+    assert output_files(tmp_path / "opt") == output_files(tmp_path / "opt2")
     row = read_rows(tmp_path / "opt" / "manifest.jsonl")[0]
     assert row["method"] == "optimize" and row["steps"] == 2
     assert row["settings"]["weights"]
@@ -280,14 +274,14 @@ def test_ray_backend_same_files_and_resume(tree, reference, tmp_path, ray_cluste
     out = tmp_path / "ray"
     report = dataset.stylize("in", "ray", styles=STYLES, variants=2, max_size=PX, seed=5, backend="ray", workers=2)
     assert report.run.backend == "ray" and report.run.done == 8 and report.run.failed == 2
-    assert _files(out) == _files(reference)
-    assert _key_rows(out) == _key_rows(reference)
+    assert output_files(out) == output_files(reference)
+    assert manifest_keys(out) == manifest_keys(reference)
     assert {r["device"] for r in read_rows(out / "manifest.jsonl")} == {"CPUExecutionProvider"}
     (out / "rocket/rocket__v1.png").unlink()
     again = dataset.stylize("in", "ray", styles=STYLES, variants=2, max_size=PX, seed=5, backend="ray", workers=2,
                             resume=True)
     assert (again.run.kept, again.run.done) == (7, 1)
-    assert _files(out) == _files(reference)
+    assert output_files(out) == output_files(reference)
 
 
 def test_missing_cuda_is_an_error_before_any_item(tree, tmp_path, capsys):

@@ -22,6 +22,8 @@ from gafu.defects import masks as dmasks
 from gafu.errors import GafuError
 from gafu.jobs import read_rows
 
+from conftest import manifest_keys, output_files
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "gafu" / "data"
 PX = 96  # long side of the test images: small, so the suite stays fast
@@ -51,13 +53,6 @@ def good(tmp_path_factory, shared_images) -> Path:
     assert Image.open(root / "brick.png").mode == "L"
     return root
 
-
-def _files(folder: Path) -> dict:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*.png"))}
-
-
-def _key_rows(folder: Path) -> list:
-    return sorted((r["output"], r["output_sha256"], r["settings_hash"]) for r in read_rows(folder / "manifest.jsonl"))
 
 
 @pytest.fixture(scope="module")
@@ -121,8 +116,8 @@ def test_mvtec_layout_loads_as_anomalib_pairs_it_and_check_passes(good, referenc
 def test_same_bytes_twice_and_report(good, reference, tmp_path):
     again = tmp_path / "again"
     s = defects.synth(good, again, **KW)
-    assert _files(again) == _files(reference)  # images, masks and the contact sheets
-    assert _key_rows(again) == _key_rows(reference)
+    assert output_files(again) == output_files(reference)  # images, masks and the contact sheets
+    assert manifest_keys(again) == manifest_keys(reference)
     q = json.loads(Path(s.report).read_text())
     assert sum(q["all"]["area"]["counts"]) == 6 and q["all"]["change_outside"] == 0.0
     assert q["all"]["change_inside"] > 0 and 0 < q["all"]["structure"] <= 1
@@ -149,8 +144,8 @@ def test_resume_after_kill_9(good, reference, tmp_path):
     assert 5 <= manifest.read_bytes().count(b"\n") < 10
     s = defects.synth(good, out, resume=True, **KW)  # the CLI's --resume is this call
     assert s.kept >= 5 and s.kept + s.done == 10 and s.failed == 0
-    assert _files(out) == _files(reference)
-    assert _key_rows(out) == _key_rows(reference)  # one row per output: no duplicates, none lost
+    assert output_files(out) == output_files(reference)
+    assert manifest_keys(out) == manifest_keys(reference)  # one row per output: no duplicates, none lost
     assert not list(out.rglob("*.tmp")) and defects.check(out) == []
 
 
@@ -161,7 +156,7 @@ def test_resume_redoes_an_item_whose_mask_is_gone(good, reference, tmp_path):
     assert any("stain/001" in p for p in defects.check(out))
     s = defects.synth(good, out, resume=True, **KW)
     assert (s.kept, s.done) == (9, 1)
-    assert _files(out) == _files(reference)
+    assert output_files(out) == output_files(reference)
     with pytest.raises(GafuError, match="resume"):
         defects.synth(good, out, **KW)  # a folder holding a run is never overwritten unasked
 
@@ -404,7 +399,7 @@ def test_api_errors(good, tmp_path):
 @pytest.mark.slow  # worker processes and a Ray cluster start fresh interpreters (~10 s each on 2 loaded cores)
 def test_same_bytes_with_workers_and_ray(good, reference, tmp_path):
     s = defects.synth(good, tmp_path / "w2", workers=2, **KW)
-    assert s.done == 10 and _files(tmp_path / "w2") == _files(reference)
+    assert s.done == 10 and output_files(tmp_path / "w2") == output_files(reference)
     ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
              logging_level="warning")
@@ -412,8 +407,8 @@ def test_same_bytes_with_workers_and_ray(good, reference, tmp_path):
         s = defects.synth(good, tmp_path / "ray", workers=2, backend="ray", **KW)
     finally:
         ray.shutdown()
-    assert s.done == 10 and _files(tmp_path / "ray") == _files(reference)
-    assert _key_rows(tmp_path / "ray") == _key_rows(reference)
+    assert s.done == 10 and output_files(tmp_path / "ray") == output_files(reference)
+    assert manifest_keys(tmp_path / "ray") == manifest_keys(reference)
 
 
 def test_match_color_brings_the_fill_towards_the_image(good, tmp_path):
