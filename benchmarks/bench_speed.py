@@ -152,12 +152,19 @@ def worker_seed_final(spec: dict) -> dict:
 
 def worker_fast(spec: dict) -> dict:
     """Run a preset to completion; find when it first reaches the target loss (fp32-evaluated)."""
-    _setup_torch(spec["threads"])
+    torch = _setup_torch(spec["threads"])
     from gafu.config import get_preset
     from gafu.optimize import StyleTransfer
 
     cfg = get_preset(spec["preset"]).replace(size=spec["size"], **spec.get("overrides", {}))
     target = spec["target"]
+    # The judge: the seed's loss in fp32 with the seed's own pixels (TF's JPEG decoder), on the image
+    # as it is saved (8 bits), prepared before the clock starts.
+    judge = StyleTransfer(spec["content"], [spec["style"]], get_preset("seed").replace(size=spec["size"]))
+
+    def seed_loss(image):
+        return judge.evaluate(torch.round(image * 255.0) / 255.0)
+
     t0 = time.perf_counter()
     init_image = None
     if spec.get("init") == "fast":  # start from gafu fast's one-pass Magenta result (its time counts)
@@ -177,7 +184,7 @@ def worker_fast(spec: dict) -> dict:
         if crossing is None and tuple(it.shape) == full and it.loss <= 1.03 * target:
             paused_before = paused  # it.elapsed includes the earlier checks, not this one
             p0 = time.perf_counter()
-            value = st.evaluate()["total"]
+            value = seed_loss(st.image)["total"]
             checks += 1
             paused += time.perf_counter() - p0
             if value <= target:
@@ -185,7 +192,7 @@ def worker_fast(spec: dict) -> dict:
                 if spec.get("stop_at_target"):
                     break
     loop = time.perf_counter() - t0 - prepare - paused
-    final = st.evaluate()
+    final = seed_loss(st.image)
     return {
         "preset": spec["preset"],
         "init": spec.get("init", cfg.init),
@@ -202,6 +209,8 @@ def worker_fast(spec: dict) -> dict:
         "fp32_checks": checks,
         "curve_every_10": curve[::10] + curve[-1:],
         "fp32_fallback_steps": st.fp32_fallback_steps,
+        "stop_reason": st.stop_reason,
+        "judge": "the seed's loss, fp32, seed pixels (TF JPEG decoder), on the 8-bit image",
         "peak_rss_mb": _peak_rss_mb(),
     }
 

@@ -82,6 +82,9 @@ class StyleConfig:
     scale_lr: Optional[float] = None  # Adam learning rate at the coarse scales (None: lr)
     stop_tol: float = _setting(0.0, "stop once the loss falls by less than this fraction over stop_window steps (0 = never)")  # stop early when the loss fell by less than this fraction over the last
     stop_window: int = 20  # `stop_window` steps (stop_tol 0 = never stop early, as the seed)
+    on_stall: str = _setting(
+        "stop", "what a 16-bit run does when its loss stalls: 'stop', or 'fp32': go on in fp32 and stop only "
+        "when the fp32 loss stalls too (a 16-bit stall can be the rounding's floor, not the optimum)")
 
     # Free-form label shown in summaries.
     name: str = field(default="custom", compare=False)
@@ -119,6 +122,8 @@ class StyleConfig:
             raise unknown_name("precision", str(self.precision), ["fp32", "bf16", "fp16", "auto"])
         if self.optimizer not in ("adam", "lbfgs"):
             raise unknown_name("optimizer", str(self.optimizer), ["adam", "lbfgs"])
+        if self.on_stall not in ("stop", "fp32"):
+            raise unknown_name("on_stall", str(self.on_stall), ["stop", "fp32"])
         object.__setattr__(self, "scales", tuple(self.scales))
         object.__setattr__(self, "scale_steps", tuple(self.scale_steps))
         if len(self.scales) != len(self.scale_steps):

@@ -94,6 +94,24 @@ def test_stylize_json_and_intermediates(tmp_path, capsys, pair):
         assert im.size == (64, 42)  # 451x300 content at long side 64, seed truncation
 
 
+def test_stylize_says_why_it_stopped(tmp_path, capsys, pair):
+    out = tmp_path / "o.png"
+    # Adam's small steps "stall" at once with a 90 % tolerance: 21 bf16 steps (the 20-step window), then 21 in fp32
+    args = ["stylize", *pair, "-o", str(out), "--size", "48", "--steps", "60", "--preset", "seed", "--precision",
+            "bf16", "--stop-tol", "0.9", "--on-stall", "fp32"]
+    code, _, err = run(args, capsys)
+    assert code == 0, err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith(f"gafu stylize: saved {out} in ") and "stopped at step 42: the loss fell less than" in line
+    assert "bf16 until step 21, when its loss stalled, then fp32" in line
+    code, stdout, err = run(args + ["--overwrite", "--json"], capsys)
+    summary = json.loads(stdout)
+    assert summary["stop_reason"] == "stalled" and summary["fp32_from_step"] == 22 and summary["steps"] == 42
+    assert summary["why_stopped"] in line
+    code, _, err = run(args[:-1] + ["never", "--overwrite"], capsys)
+    assert "never" in _one_line_error(code, err)
+
+
 def test_module_entry_point_help():
     import subprocess
     import sys

@@ -507,3 +507,28 @@ def test_early_stop_goes_to_the_polish_steps(content_path, style_path):
     seen = _record_precisions(st)
     its = list(st.run())
     assert len(its) < 40 and seen[-2:] == ["fp32", "fp32"] and seen.count("fp32") == 2
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+def test_a_16bit_stall_goes_on_in_fp32_until_fp32_stalls(content_path, style_path, optimizer):
+    # stop_tol 0.9 over 2 steps: every window "stalls", so the run switches after 3 bf16 steps and
+    # stops after 3 fp32 steps (the window starts again in fp32).
+    cfg = get_preset("seed").replace(size=32, steps=40, precision="bf16", stop_tol=0.9, stop_window=2,
+                                     optimizer=optimizer, on_stall="fp32")
+    st = StyleTransfer(content_path, [style_path], cfg)
+    seen = _record_precisions(st)
+    its = list(st.run())
+    first = seen.index("fp32")
+    assert set(seen[:first]) == {"bf16"} and set(seen[first:]) == {"fp32"}
+    assert len(its) == 6 and st.fp32_from_step == 4 and st.stop_reason == "stalled"
+    assert "bf16 until step 3, when its loss stalled, then fp32" in st.stop_summary()
+    assert st.result().info["fp32_from_step"] == 4
+    # on_stall='stop' (the earlier rule) ends at the first stall, in bf16
+    st = StyleTransfer(content_path, [style_path], cfg.replace(on_stall="stop"))
+    seen = _record_precisions(st)
+    assert len(list(st.run())) == 3 and set(seen) == {"bf16"} and st.fp32_from_step is None
+
+
+def test_on_stall_is_checked():
+    with pytest.raises(GafuError, match="on_stall"):
+        StyleConfig(on_stall="never")

@@ -31,10 +31,11 @@ SETTINGS = {
     "scales": dict(type=common.fraction_list, metavar="F,F"),
     "scale_steps": dict(type=common.int_list, metavar="N,N"),
     "stop_tol": dict(type=common.nonneg_float, metavar="F"),
+    "on_stall": dict(choices=("stop", "fp32")),
 }
 SETTING_FLAGS = ("size", "steps", "style_weight", "content_weight", "tv_weight", "lr", "content_layers",
                  "style_layers", "seed")
-SPEED_FLAGS = ("precision", "optimizer", "scales", "scale_steps", "stop_tol")
+SPEED_FLAGS = ("precision", "optimizer", "scales", "scale_steps", "stop_tol", "on_stall")
 
 
 def _add_setting(group, name: str) -> None:
@@ -366,6 +367,9 @@ def run(args: argparse.Namespace) -> int:
     elif st.stop_reason == "non-finite":
         print(f"gafu stylize: the loss became non-finite at step {st.steps_done}; saved the last image with a "
               f"finite loss to {output}", file=sys.stderr)
+    elif not args.json:
+        seconds = f" in {last.elapsed:.1f} s" if last else ""
+        print(f"gafu stylize: saved {output}{seconds}; {st.stop_summary()}", file=sys.stderr)
     if args.report:
         from ..report import write_run_report
 
@@ -377,7 +381,8 @@ def run(args: argparse.Namespace) -> int:
             summary={"output": str(output), "steps": st.steps_done, "interrupted": bool(interrupted),
                      "content_shape": list(st.content.shape[-2:]), "final_loss": final,
                      "loss_last_step": last.loss if last else None,
-                     "stop_reason": _stop_reason(st, interrupted)},
+                     "stop_reason": _stop_reason(st, interrupted), "why_stopped": st.stop_summary(),
+                     "fp32_from_step": st.fp32_from_step},
             timings={"prepare_seconds": st.prepare_seconds},
         )
     if args.json:
@@ -391,6 +396,7 @@ def run(args: argparse.Namespace) -> int:
             "seconds_per_step": round(last.elapsed / last.step, 4) if last else None,
             "prepare_seconds": round(st.prepare_seconds, 3), "report": str(args.report) if args.report else None,
             "precision_used": st.precision, "stop_reason": _stop_reason(st, interrupted),
+            "why_stopped": st.stop_summary(), "fp32_from_step": st.fp32_from_step,
             "fp32_fallback_steps": st.fp32_fallback_steps,
             "max_memory_mb": args.max_memory, "tile": st._tiled.tile if st._tiled is not None else None,
             "scales": list(st.config.scales), "scale_steps": list(st.config.scale_steps),

@@ -161,6 +161,9 @@ class StyleTransfer:
         #: (the loss became NaN/Inf: the image is the last one with a finite loss), None (running or
         #: stopped by the caller).
         self.stop_reason: Optional[str] = None
+        #: With ``config.on_stall='fp32'``: the step (1-based, all scales counted) from which a 16-bit
+        #: run went on in fp32 because its loss had stalled; None if it never switched.
+        self.fp32_from_step: Optional[int] = None
         self.prepare_seconds = time.perf_counter() - t0
         self.loop_seconds = 0.0
 
@@ -273,9 +276,24 @@ class StyleTransfer:
                 "stop_reason": self.stop_reason,
                 "precision": self.precision,
                 "fp32_fallback_steps": self.fp32_fallback_steps,
+                "fp32_from_step": self.fp32_from_step,
                 "shape": list(self.content.shape[-2:]),
             },
         )
+
+    def stop_summary(self) -> str:
+        """Why the last run ended, in words: "all 600 steps done", "the loss stalled at step 412 ..."."""
+        cfg, n = self.config, self.steps_done
+        switched = (f"; {self.precision} until step {self.fp32_from_step - 1}, when its loss stalled, then fp32"
+                    if self.fp32_from_step is not None else "")
+        if self.stop_reason == "stalled":
+            return (f"stopped at step {n}: the loss fell less than {cfg.stop_tol:.2%} over {cfg.stop_window} "
+                    f"steps{switched}")
+        if self.stop_reason == "steps":
+            return f"all {n} steps done{switched}"
+        if self.stop_reason == "non-finite":
+            return f"the loss became non-finite at step {n}"
+        return f"stopped by the caller after {n} steps"
 
     def loss_terms(self, image: torch.Tensor, *, precision: str = "fp32") -> Dict[str, torch.Tensor]:
         """Weighted loss terms of ``image`` by name, plus ``total`` (graph kept if it requires grad).
@@ -324,6 +342,7 @@ class StyleTransfer:
         planned = sum(n for _, n in stages) + total
         start = time.perf_counter()
         self.stop_reason = None
+        self.fp32_from_step = None
         with keep_freed_memory(enabled=tune_allocator):
             done = 0
             if stages:
@@ -383,19 +402,24 @@ class StyleTransfer:
         history: List[float] = []
         # With 16-bit precision the last `polish_steps` steps run in fp32: the image then fits the
         # fp32 network (the reference), not the 16-bit one's rounding. An early stop skips ahead to them.
+        # With on_stall='fp32' a stall of the 16-bit loss switches the rest of the run to fp32 instead
+        # of stopping it: the 16-bit network's rounding can stall the loss above the fp32 optimum.
         precision = self.precision
         polish = min(cfg.polish_steps, total) if precision != "fp32" else 0
         end = total
         i = 0
+        to_fp32 = False
         good = x.detach().clone()  # the latest image whose loss was finite
         while i < end:
             i += 1
             before = x.detach().clone()
-            if polish and precision != "fp32" and i > end - polish:
+            if precision != "fp32" and (to_fp32 or (polish and i > end - polish)):
                 precision = "fp32"
                 history.clear()
                 if self._lbfgs is not None:
                     self._lbfgs.forget_point()  # its cached loss/gradient are 16-bit values
+                if to_fp32:
+                    self.fp32_from_step = offset + i
             terms = self._one_step(x, precision)
             self.steps_done += 1
             loss = float(terms["total"].detach())
@@ -412,6 +436,8 @@ class StyleTransfer:
             stop = _stalled(history, cfg.stop_tol, cfg.stop_window)
             if stop and polish and precision != "fp32":
                 end, stop = i + polish, False
+            elif stop and cfg.on_stall == "fp32" and precision != "fp32":
+                to_fp32, stop = True, False
             want_image = i == end or stop or (image_every and (offset + i) % image_every == 0)
             self.loop_seconds = time.perf_counter() - start
             if stop:
