@@ -285,7 +285,7 @@ def build_app(
         res = previews.defects_preview(
             photos, ws.job_dir(sid(request), "defects"), limits, category=category, defect_types=defect_types,
             mask=mask, fill=fill, fill_file=fill_file, blend=blend, n=n, seed=seed)
-        return res.gallery, res.sheets, res.command, res.summary, res.quality
+        return res.gallery, res.sheet, res.command, res.summary, res.quality
 
     def set_mask_background(content):
         return gr.update(value=content) if content else gr.update(value=None)
@@ -468,8 +468,8 @@ def build_app(
                             ds_gallery = gr.Gallery(label="Stylized images", format="png", columns=4, height="auto",
                                                     object_fit="contain", interactive=False, elem_id="p-ds-gallery")
                             ds_info = gr.Markdown(elem_id="p-ds-info")
-                            ds_cmd = gr.Code(label="The full job", language="shell", lines=2, interactive=False,
-                                             wrap_lines=True, elem_id="p-ds-cmd")
+                            ds_cmd = gr.Textbox(label="The full job (copy and run it)", lines=2, max_lines=6,
+                                                interactive=False, buttons=["copy"], elem_id="p-ds-cmd")
                 with gr.Tab("Defects preview", id="defects"):
                     with gr.Row():
                         with gr.Column():
@@ -489,7 +489,7 @@ def build_app(
                                                       value=previews.FILL_SELF, allow_custom_value=True,
                                                       label=DEFECTS_FIELDS["fill"],
                                                       info="self: the image's own texture; builtin:K (e.g. "
-                                                      "builtin:3,7); a painting")
+                                                      "builtin:3,7); a painting", elem_id="p-df-fill")
                                 df_fill_file = gr.Image(label="…or upload a painting for the fill", type="filepath",
                                                         image_mode=None, format="png", sources=["upload"])
                             with gr.Row():
@@ -502,11 +502,10 @@ def build_app(
                                                     height="auto", object_fit="contain", interactive=False,
                                                     elem_id="p-df-gallery")
                             df_info = gr.Markdown(elem_id="p-df-info")
-                            df_cmd = gr.Code(label="The full job", language="shell", lines=2, interactive=False,
-                                             wrap_lines=True, elem_id="p-df-cmd")
-                            df_sheets = gr.Gallery(label="Contact sheets (image | mask overlaid)", format="png",
-                                                   columns=2, height="auto", object_fit="contain", interactive=False,
-                                                   elem_id="p-df-sheets")
+                            df_cmd = gr.Textbox(label="The full job (copy and run it)", lines=2, max_lines=6,
+                                                interactive=False, buttons=["copy"], elem_id="p-df-cmd")
+                            df_sheets = gr.Image(label="Contact sheets (image | mask overlaid)", format="png",
+                                                 interactive=False, elem_id="p-df-sheets")
                             with gr.Accordion("Quality summary (quality.json)", open=False):
                                 df_quality = gr.JSON(show_label=False)
             ds_go.click(dataset_preview,

@@ -46,7 +46,7 @@ class Preview:
     gallery: List[Tuple[str, str]]
     command: str
     summary: str
-    sheets: List[Tuple[str, str]] = field(default_factory=list)  # defects: contact sheets
+    sheet: Optional[str] = None  # defects: the contact sheets, one under the other
     quality: Dict[str, Any] = field(default_factory=dict)  # defects: the quality summary
     out_dir: Optional[Path] = None
 
@@ -99,6 +99,25 @@ def stage_uploads(files: Optional[Sequence[Any]], limits: Limits, folder: Path, 
             shutil.copyfile(src, dst)
         staged.append(dst)
     return staged, shrunk
+
+
+def stack_sheets(paths: Sequence[str], out: Path) -> Optional[str]:
+    """The dataset's contact sheets (one per defect type), one under the other, as one PNG."""
+    from PIL import Image
+
+    if not paths:
+        return None
+    sheets = []
+    for p in paths:
+        with Image.open(p) as im:
+            sheets.append(im.convert("RGB"))
+    canvas = Image.new("RGB", (max(s.width for s in sheets), sum(s.height for s in sheets)), (255, 255, 255))
+    y = 0
+    for s in sheets:
+        canvas.paste(s, (0, y))
+        y += s.height
+    canvas.save(out)
+    return str(out)
 
 
 def _command(args: List[str]) -> str:
@@ -307,7 +326,7 @@ def defects_preview(
         gallery.append((str(out / r["output"]), f"{name} · {info.get('kind')} mask, "
                         f"{100 * info.get('area', 0):.2f}% · from {r['source']}"))
         gallery.append((str(out / r["mask"]), f"{name} · its mask"))
-    sheets = [(p, f"contact sheet: {name}") for name, p in summary.contact_sheets.items()]
+    sheet = stack_sheets(list(summary.contact_sheets.values()), job_dir / "contact_sheets.png")
     problems = defects.check(out)
     q = summary.quality.get("all", {})
     lines = [f"**{len(rows)} defect images in {summary.seconds:.1f} s** "
@@ -324,5 +343,5 @@ def defects_preview(
                      + ", ".join(shrunk) + ".")
     for e in summary.errors:
         lines.append(f"- failed: {e.get('input')}: {e.get('error')}")
-    return Preview(gallery=gallery, command=command, summary="\n".join(lines), sheets=sheets,
+    return Preview(gallery=gallery, command=command, summary="\n".join(lines), sheet=sheet,
                    quality=summary.quality, out_dir=out)
