@@ -21,6 +21,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
 DATA = Path(__file__).resolve().parents[1] / "gafu" / "data"
 PHOTO = DATA / "chelsea.jpg"
+ROCKET = DATA / "rocket.jpg"
 
 pytestmark = [
     pytest.mark.skipif(not CHROMIUM.exists(),
@@ -105,7 +106,7 @@ def test_fast_then_stylize_with_live_preview(server, browser, tmp_path):
     set_number(page, "s-size", 64)
     set_number(page, "s-steps", 12)
     set_number(page, "s-every", 2)
-    page.get_by_label("seed").check()  # Adam: one cheap step each
+    page.get_by_label("seed", exact=True).check()  # Adam: one cheap step each
     # Paint a mask on the photo (the editor shows the uploaded photo as its background).
     page.get_by_text("Mask: stylize only where you paint").click()
     page.locator("#s-mask button[aria-label=Brush]").click()
@@ -142,3 +143,51 @@ def test_fast_then_stylize_with_live_preview(server, browser, tmp_path):
     assert len(reports) == 1 and json.loads(reports[0].read_text())["settings"]["mask"] is True
     print(f"\nfast result {fast_s:.2f} s, first preview {seen_at[0]:.2f} s, previews seen {len(seen)}")
     assert (shots / "browser-stylize.png").stat().st_size > 10_000
+
+
+def gallery_count(page, elem_id: str) -> int:
+    return page.evaluate("id => document.querySelectorAll('#' + id + ' img').length", elem_id)
+
+
+def test_dataset_and_defects_previews(server, browser, tmp_path):
+    """The Dataset / defects tab: upload two photos, preview the dataset and the defects; the
+    galleries fill, the command is shown, and the files are in this visitor's folder only."""
+    demo, url = server
+    shots = Path(os.environ.get("GAFU_WEB_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.goto(url)
+    page.get_by_role("tab", name="Dataset / defects", exact=True).click()
+    page.locator("#p-photos input[type=file]").set_input_files([str(PHOTO), str(ROCKET)])
+    wait_for(lambda: "rocket" in page.locator("#p-photos").inner_text(), 30, "the uploads to show")
+
+    set_number(page, "p-ds-size", 192)
+    t0 = time.monotonic()
+    page.locator("#p-ds-go").click()
+    wait_for(lambda: gallery_count(page, "p-ds-gallery") >= 2, 180, "the stylized images")
+    dataset_s = time.monotonic() - t0
+    command = wait_for(lambda: page.locator("#p-ds-cmd textarea").input_value(), 30, "the dataset command")
+    assert command.startswith("gafu dataset stylize photos/ -o stylized/ --styles") and "--max-size 192" in command
+    assert "2 images" in page.locator("#p-ds-info").inner_text()
+    page.screenshot(path=str(shots / "browser-dataset.png"), full_page=True)
+
+    page.get_by_role("tab", name="Defects preview", exact=True).click()
+    page.locator("#p-df-types input, #p-df-types textarea").first.fill("crack,stain")
+    page.locator("#p-df-fill input").click()
+    page.get_by_role("option", name="Van Gogh, The Starry Night").click()  # a fill that shows
+    t0 = time.monotonic()
+    page.locator("#p-df-go").click()
+    wait_for(lambda: gallery_count(page, "p-df-gallery") >= 8, 180, "the defect images and masks")  # 2 types x 2
+    defects_s = time.monotonic() - t0
+    wait_for(lambda: "keeps every rule" in page.locator("#p-df-info").inner_text(), 30, "the summary")
+    wait_for(lambda: image_src(page, "p-df-sheets"), 30, "the contact sheets")
+    command = page.locator("#p-df-cmd textarea").input_value()
+    assert "gafu defects synth photos/ -o defects/ --category sample --n 2 --defect-types crack,stain" in command
+    assert "--fill style:" in command and "vangogh_starry_night.jpg" in command
+    page.wait_for_timeout(500)  # let the gallery thumbnails finish loading for the picture
+    page.screenshot(path=str(shots / "browser-defects.png"), full_page=True)
+    sessions = list((demo.gafu_workspace.root / "sessions").iterdir())
+    jobs = sorted(p.name.split("-")[0] for s in sessions for p in s.iterdir() if p.name.startswith(("dataset", "defects")))
+    assert jobs == ["dataset", "defects"]  # one visitor, one folder each
+    print(f"\ndataset preview {dataset_s:.2f} s, defects preview {defects_s:.2f} s")
+    assert (shots / "browser-defects.png").stat().st_size > 10_000

@@ -61,6 +61,13 @@ def run(args: argparse.Namespace) -> int:
     # Before Gradio is imported: no analytics, uploads and caches inside the app's own folder.
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     os.environ["GRADIO_TEMP_DIR"] = os.path.join(workdir, "gradio")
+    # This process's temporary files too (onnxruntime writes $TMPDIR/.ses when it is imported, and
+    # anything using Python's tempfile): inside the app's folder, removed with it.
+    own_tmp = os.path.join(workdir, "tmp")
+    os.makedirs(own_tmp)
+    saved_tmp = os.environ.get("TMPDIR"), tempfile.tempdir
+    os.environ["TMPDIR"] = own_tmp
+    tempfile.tempdir = own_tmp
     from ..web.app import build_app, launch
     from ..web.jobs import Limits
 
@@ -78,4 +85,9 @@ def run(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
         shutil.rmtree(workdir, ignore_errors=True)
+        if saved_tmp[0] is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = saved_tmp[0]
+        tempfile.tempdir = saved_tmp[1]
     return 0

@@ -1,8 +1,10 @@
-"""The Gradio Blocks page of ``gafu web``: Stylize (live preview), Fast, Compare, Diagnose.
+"""The Gradio Blocks page of ``gafu web``: Stylize (live preview), Fast, Compare, Diagnose,
+Dataset / defects (a preview of ``gafu dataset`` and ``gafu defects synth``, :mod:`.preview`).
 
 :func:`build_app` only builds the page (nothing runs at import; Gradio is imported there);
 :func:`launch` serves it on loopback. API endpoints with stable names for ``gradio_client``:
-``stylize``, ``fast``, ``compare``, ``classify``, ``analyze`` (and ``layers``).
+``stylize``, ``fast``, ``compare``, ``classify``, ``analyze``, ``dataset_preview``,
+``defects_preview`` (and ``layers``).
 """
 
 
@@ -13,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
 from ..errors import GafuError
+from . import preview as previews
 from .jobs import (
     EXAMPLE_PHOTOS,
     EXAMPLE_STYLES,
@@ -46,6 +49,14 @@ STYLIZE_FIELDS = {"size": "Size (long side, px)", "steps": "Steps", "strength": 
 FAST_FIELDS = {"strength": "Strength", "built-in style": "Built-in style (overrides the painting)",
                "max size": "Max size when not full resolution (px)"}
 COMPARE_FIELDS = {"size": "Size (px)", "steps": "Steps (optimize)", "styles": "Style images"}
+PHOTOS_LABEL = f"Images (at most {previews.MAX_IMAGES})"
+DATASET_FIELDS = {"photos": PHOTOS_LABEL, "source": "Styles", "styles": "Example paintings",
+                  "builtin": "Built-in styles (numbers 0-25 or all)", "method": "Method",
+                  "steps": "Steps (optimize)", "variants": "Variants per image", "strength": "Strength (fast)",
+                  "max size": "Max size (long side, px)", "seed": "Run seed"}
+DEFECTS_FIELDS = {"photos": PHOTOS_LABEL, "category": "Category", "defect_types": "Defect types",
+                  "mask": "Mask kind", "fill": "Fill", "blend": "Blend", "n": "Images per defect type",
+                  "seed": "Run seed"}
 #: Visitor sessions whose Gradio state the server keeps (Gradio's default, 10000, holds ~165 KB
 #: each for this page, and a closed page's entry is never dropped). This page keeps no gr.State:
 #: an evicted session just gets a fresh one on its next request.
@@ -259,6 +270,23 @@ def build_app(
     def layers(image):
         return layers_job(check_upload(image, limits, "the image") if image else None)
 
+    @job(DATASET_FIELDS)
+    def dataset_preview(photos, source, examples, style_files, builtin, method, steps, variants, strength,
+                        preserve_color, max_size, seed, request: gr.Request):
+        res = previews.dataset_preview(
+            photos, ws.job_dir(sid(request), "dataset"), limits, source=source, style_examples=examples or (),
+            style_files=style_files or (), builtin=builtin, method=method, steps=steps, variants=variants,
+            strength=strength, preserve_color=bool(preserve_color), max_size=max_size, seed=seed, device=device,
+            weights=weights)
+        return res.gallery, res.command, res.summary
+
+    @job(DEFECTS_FIELDS)
+    def defects_preview(photos, category, defect_types, mask, fill, fill_file, blend, n, seed, request: gr.Request):
+        res = previews.defects_preview(
+            photos, ws.job_dir(sid(request), "defects"), limits, category=category, defect_types=defect_types,
+            mask=mask, fill=fill, fill_file=fill_file, blend=blend, n=n, seed=seed)
+        return res.gallery, res.sheet, res.command, res.summary, res.quality
+
     def set_mask_background(content):
         return gr.update(value=content) if content else gr.update(value=None)
 
@@ -398,6 +426,97 @@ def build_app(
                             concurrency_limit=concurrency, concurrency_id=JOBS)
             d_layers.click(layers, [d_content], [d_table], api_name="layers", concurrency_limit=concurrency,
                            concurrency_id=JOBS)
+        with gr.Tab("Dataset / defects", id="preview"):
+            gr.Markdown(
+                "A preview of `gafu dataset stylize` and `gafu defects synth` on a few images, with the "
+                "settings as the command that runs the full job (`photos/` stands for your folder of images, "
+                "`paintings/` for your uploaded paintings)."
+            )
+            p_photos = gr.File(label=PHOTOS_LABEL, file_count="multiple", file_types=["image"], type="filepath",
+                               elem_id="p-photos")
+            gr.Examples([[[str(DATA_DIR / f) for f in EXAMPLE_PHOTOS.values()]]], inputs=[p_photos],
+                        label="Example images")
+            with gr.Tabs():
+                with gr.Tab("Dataset preview", id="dataset"):
+                    with gr.Row():
+                        with gr.Column():
+                            ds_source = gr.Radio(list(previews.STYLE_SOURCES), value="paintings",
+                                                 label=DATASET_FIELDS["source"],
+                                                 info="paintings: each image gets one of them; built-in: the fast "
+                                                 "network's 26; random: sampled style vectors (fitted on the "
+                                                 "paintings, or the bundled ones when none)")
+                            ds_examples = gr.CheckboxGroup(style_names, value=[style_names[0]],
+                                                           label=DATASET_FIELDS["styles"])
+                            ds_styles = gr.File(label="…and/or upload paintings", file_count="multiple",
+                                                file_types=["image"], type="filepath")
+                            ds_builtin = gr.Textbox("all", label=DATASET_FIELDS["builtin"])
+                            with gr.Row():
+                                ds_method = gr.Radio(["fast", "optimize"], value="fast", label="Method")
+                                ds_steps = gr.Slider(1, min(previews.MAX_STEPS, limits.max_steps), value=10, step=1,
+                                                     label=DATASET_FIELDS["steps"])
+                            with gr.Row():
+                                ds_variants = gr.Slider(1, previews.MAX_VARIANTS, value=1, step=1,
+                                                        label=DATASET_FIELDS["variants"])
+                                ds_strength = gr.Slider(0, 1, value=1.0, step=0.05, label=DATASET_FIELDS["strength"])
+                            with gr.Row():
+                                ds_color = gr.Checkbox(label="Keep the photos' colours (fast)")
+                                ds_size = gr.Slider(64, limits.max_size, value=min(256, limits.max_size), step=16,
+                                                    label=DATASET_FIELDS["max size"], elem_id="p-ds-size")
+                                ds_seed = gr.Number(0, precision=0, minimum=0, label=DATASET_FIELDS["seed"])
+                            ds_go = gr.Button("Preview the dataset", variant="primary", elem_id="p-ds-go")
+                        with gr.Column():
+                            ds_gallery = gr.Gallery(label="Stylized images", format="png", columns=4, height="auto",
+                                                    object_fit="contain", interactive=False, elem_id="p-ds-gallery")
+                            ds_info = gr.Markdown(elem_id="p-ds-info")
+                            ds_cmd = gr.Textbox(label="The full job (copy and run it)", lines=2, max_lines=6,
+                                                interactive=False, buttons=["copy"], elem_id="p-ds-cmd")
+                with gr.Tab("Defects preview", id="defects"):
+                    with gr.Row():
+                        with gr.Column():
+                            with gr.Row():
+                                df_category = gr.Textbox("sample", label=DEFECTS_FIELDS["category"],
+                                                         info="the dataset's category folder, e.g. hazelnut")
+                                df_types = gr.Textbox("crack,stain", label=DEFECTS_FIELDS["defect_types"],
+                                                      info="crack/scratch: scratches; stain/spot/hole/dent: blobs; "
+                                                      "others Perlin; name=kind sets one", elem_id="p-df-types")
+                            with gr.Row():
+                                df_mask = gr.Dropdown([previews.MASK_BY_TYPE, "perlin", "blob", "scratch"],
+                                                      value=previews.MASK_BY_TYPE, label=DEFECTS_FIELDS["mask"])
+                                df_blend = gr.Radio(["alpha", "poisson", "mask"], value="alpha",
+                                                    label=DEFECTS_FIELDS["blend"])
+                            with gr.Row():
+                                df_fill = gr.Dropdown([previews.FILL_SELF, "builtin:all", *style_names],
+                                                      value=previews.FILL_SELF, allow_custom_value=True,
+                                                      label=DEFECTS_FIELDS["fill"],
+                                                      info="self: the image's own texture; builtin:K (e.g. "
+                                                      "builtin:3,7); a painting", elem_id="p-df-fill")
+                                df_fill_file = gr.Image(label="…or upload a painting for the fill", type="filepath",
+                                                        image_mode=None, format="png", sources=["upload"])
+                            with gr.Row():
+                                df_n = gr.Slider(1, previews.MAX_DEFECTS_PER_TYPE, value=2, step=1,
+                                                 label=DEFECTS_FIELDS["n"], elem_id="p-df-n")
+                                df_seed = gr.Number(0, precision=0, minimum=0, label=DEFECTS_FIELDS["seed"])
+                            df_go = gr.Button("Preview the defects", variant="primary", elem_id="p-df-go")
+                        with gr.Column():
+                            df_gallery = gr.Gallery(label="Defect images and their masks", format="png", columns=4,
+                                                    height="auto", object_fit="contain", interactive=False,
+                                                    elem_id="p-df-gallery")
+                            df_info = gr.Markdown(elem_id="p-df-info")
+                            df_cmd = gr.Textbox(label="The full job (copy and run it)", lines=2, max_lines=6,
+                                                interactive=False, buttons=["copy"], elem_id="p-df-cmd")
+                            df_sheets = gr.Image(label="Contact sheets (image | mask overlaid)", format="png",
+                                                 interactive=False, elem_id="p-df-sheets")
+                            with gr.Accordion("Quality summary (quality.json)", open=False):
+                                df_quality = gr.JSON(show_label=False)
+            ds_go.click(dataset_preview,
+                        [p_photos, ds_source, ds_examples, ds_styles, ds_builtin, ds_method, ds_steps, ds_variants,
+                         ds_strength, ds_color, ds_size, ds_seed],
+                        [ds_gallery, ds_cmd, ds_info], api_name="dataset_preview", concurrency_limit=concurrency,
+                        concurrency_id=JOBS)
+            df_go.click(defects_preview,
+                        [p_photos, df_category, df_types, df_mask, df_fill, df_fill_file, df_blend, df_n, df_seed],
+                        [df_gallery, df_sheets, df_cmd, df_info, df_quality], api_name="defects_preview",
+                        concurrency_limit=concurrency, concurrency_id=JOBS)
         demo.unload(forget)
     demo.queue(max_size=queue_size, default_concurrency_limit=concurrency)
     demo.gafu_workspace = ws  # for tests and the launcher

@@ -157,8 +157,8 @@ def field_message(exc: GafuError, fields: Dict[str, str]) -> Tuple[str, Optional
         return str(exc), None
     arg, text = concerned[0], str(exc)
     for name in (arg, arg.replace("_", " ")):
-        if text.lower().startswith(name.lower() + " "):
-            text = text[len(name):].lstrip()
+        if text.lower().startswith(name.lower() + " ") or text.lower().startswith(name.lower() + ": "):
+            text = text[len(name):].lstrip(": ")
             break
     return f"{fields[arg]}: {text}", fields[arg]
 
