@@ -178,8 +178,36 @@ def worker_fast(spec: dict) -> dict:
     crossing = None
     checks = 0
     curve = []
+    # trace: judge the image every `every16` steps in 16 bit and every `every32` once the run is in fp32,
+    # and (fp32_no_stop) let an on_stall='fp32' run go on to its last step after the switch, so that
+    # stop rules can be replayed on one trajectory (a rule stopping at step k leaves the image of step k).
+    trace = spec.get("trace")
+    judged = []
+    hit = []  # the 16-bit loss stalled at this step (the image an on_stall='stop' run would end with)
+    if trace and trace.get("fp32_no_stop"):
+        import gafu.optimize.loop as loop_module
+
+        stalled = loop_module._stalled
+
+        def patched(history, tol, window):
+            if st.fp32_from_step is not None:
+                return False
+            if stalled(history, tol, window):
+                hit.append(True)
+                return True
+            return False
+
+        loop_module._stalled = patched
     for it in st.run(tune_allocator=True):
         curve.append((it.step, round(it.elapsed - paused, 3), it.loss, list(it.shape)))
+        if trace:
+            every = trace["every32"] if st.fp32_from_step is not None else trace["every16"]
+            if it.step % every == 0 or it.step == 1 or hit:
+                hit.clear()
+                p0 = time.perf_counter()
+                judged.append((it.step, round(it.elapsed - paused, 3), seed_loss(st.image)["total"],
+                               st.fp32_from_step is not None))
+                paused += time.perf_counter() - p0
         # it.loss is the (16-bit) loss before this step; check the image after it in fp32 once close.
         if crossing is None and tuple(it.shape) == full and it.loss <= 1.03 * target:
             paused_before = paused  # it.elapsed includes the earlier checks, not this one
@@ -208,6 +236,8 @@ def worker_fast(spec: dict) -> dict:
         "first_crossing": crossing,
         "fp32_checks": checks,
         "curve_every_10": curve[::10] + curve[-1:],
+        **({"trace": {"settings": trace, "fp32_from_step": st.fp32_from_step, "steps": curve,
+                      "judged": judged}} if trace else {}),
         "fp32_fallback_steps": st.fp32_fallback_steps,
         "stop_reason": st.stop_reason,
         "judge": "the seed's loss, fp32, seed pixels (TF JPEG decoder), on the 8-bit image",
