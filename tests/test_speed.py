@@ -535,6 +535,23 @@ def test_a_16bit_stall_goes_on_in_fp32_until_fp32_stalls(content_path, style_pat
     assert len(list(st.run())) == 3 and set(seen) == {"bf16"} and st.fp32_from_step is None
 
 
+def test_no_fp32_steps_where_fp32_would_not_fit_the_memory_budget(content_path, style_path):
+    from gafu.optimize import memory
+
+    cfg = get_preset("seed").replace(size=32, steps=40, precision="bf16", stop_tol=0.9, stop_window=2,
+                                     optimizer="lbfgs", on_stall="fp32")
+    shape = StyleTransfer(content_path, [style_path], cfg.replace(steps=0)).content.shape[-2:]
+    bf16, fp32 = (memory.estimate_peak_mb(*shape, precision=p) for p in ("bf16", "fp32"))
+    assert bf16 < fp32
+    st = StyleTransfer(content_path, [style_path], cfg, max_memory=(bf16 + fp32) / 2)  # bf16 fits whole, fp32 not
+    seen = _record_precisions(st)
+    assert len(list(st.run())) == 3 and set(seen) == {"bf16"} and st.fp32_from_step is None
+    assert st.stop_reason == "stalled" and st._tiled is None
+    st = StyleTransfer(content_path, [style_path], cfg, max_memory=fp32 + 1)  # both fit: it switches
+    list(st.run())
+    assert st.fp32_from_step == 4
+
+
 def test_on_stall_is_checked():
     with pytest.raises(GafuError, match="on_stall"):
         StyleConfig(on_stall="never")

@@ -32,6 +32,7 @@ from ..masks import REGION_TOLERANCE, MaskLike, blend, color_hex
 from ..result import StyleResult
 from ..vgg import VGG19Features, check_min_side, load_vgg19
 from . import tiled
+from .memory import fits_whole
 from .optimizers import LBFGS, KerasAdam, history_for
 from .precision import dtype_of, keep_freed_memory, resolve_precision
 from .prepare import Where, build_criterion, check_targets_fit, prepare_where, start_image, style_list
@@ -145,6 +146,12 @@ class StyleTransfer:
             max_memory=max_memory, tile=tile, schedule=init_image is None,
             check=self.device.type == "cpu" or max_memory is not None)
         self.config = cfg
+        # on_stall='fp32' needs fp32 activations: only for a whole run whose fp32 estimate fits the budget
+        # too (the plan above was made for this precision); otherwise a stall stops the run.
+        self._fp32_on_stall = (cfg.on_stall == "fp32" and self.precision != "fp32" and self._tiled is None
+                               and ((self.device.type != "cpu" and max_memory is None)  # host RAM is not the limit
+                                    or fits_whole(shape, precision="fp32", regions=len(self.regions),
+                                                  budget_mb=max_memory)))
         layers = tuple(dict.fromkeys(cfg.style_layers + cfg.content_layers))
         self.extractor: VGG19Features = extractor if extractor is not None else load_vgg19(
             layers, weights=weights, pooling=cfg.pooling, device=self.device
@@ -282,7 +289,7 @@ class StyleTransfer:
         )
 
     def stop_summary(self) -> str:
-        """Why the last run ended, in words: "all 600 steps done", "the loss stalled at step 412 ..."."""
+        """Why the last run ended, in words: "all N steps done", "stopped at step N: the loss fell less than ..."."""
         cfg, n = self.config, self.steps_done
         switched = (f"; {self.precision} until step {self.fp32_from_step - 1}, when its loss stalled, then fp32"
                     if self.fp32_from_step is not None else "")
@@ -436,7 +443,7 @@ class StyleTransfer:
             stop = _stalled(history, cfg.stop_tol, cfg.stop_window)
             if stop and polish and precision != "fp32":
                 end, stop = i + polish, False
-            elif stop and cfg.on_stall == "fp32" and precision != "fp32":
+            elif stop and self._fp32_on_stall and precision != "fp32":
                 to_fp32, stop = True, False
             want_image = i == end or stop or (image_every and (offset + i) % image_every == 0)
             self.loop_seconds = time.perf_counter() - start

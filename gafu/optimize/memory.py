@@ -159,6 +159,14 @@ def parse_size_mb(text: str) -> float:
     return float(m.group(1)) * factor
 
 
+def fits_whole(shape: Tuple[int, int], *, precision: str, regions: int = 0, budget_mb: Optional[float] = None) -> bool:
+    """Whether a whole (untiled) run at ``shape`` in ``precision`` fits in ``budget_mb`` (default: the
+    memory available now; always True where that is unknown or ``GAFU_MEMORY_CHECK=0``)."""
+    check = os.environ.get("GAFU_MEMORY_CHECK", "1").strip() != "0"
+    budget = (available_mb() if check else None) if budget_mb is None else budget_mb
+    return budget is None or estimate_peak_mb(*shape, precision=precision, regions=regions) <= budget
+
+
 def plan_memory(shape: Tuple[int, int], *, precision: str, regions: int = 0, masked: bool = False,
                 optimizer: str = "adam", lbfgs_history: int = 10, budget_mb: Optional[float] = None,
                 tile: Optional[int] = None) -> Optional[int]:
