@@ -392,12 +392,38 @@ def audit(out_dir: Path, outputs: list[str]) -> dict:
             "temp_files": temps}
 
 
+def _stop_group(proc: subprocess.Popen, *, dump: bool) -> None:
+    """End the run's whole process group (the driver and its pool workers). With ``dump``, first
+    SIGABRT every member: faulthandler (PYTHONFAULTHANDLER=1) writes each one's Python stacks to the
+    run's stderr log, so an overrun says where it was stuck."""
+    try:
+        if dump:
+            os.killpg(proc.pid, signal.SIGABRT)
+            time.sleep(2.0)
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:  # pragma: no cover - a zombie the kernel has not reaped yet
+        pass
+
+
 def run_dataset(args: list[str], *, kills: int = 0, kill_at: list[float] | None = None, total: int = 1,
                 out_dir: Path, time_limit: float = 600.0, interval: float = 0.5) -> dict:
-    """One ``gafu dataset stylize`` run; kill -9 a worker when the manifest reaches each fraction in kill_at."""
+    """One ``gafu dataset stylize`` run; kill -9 a worker when the manifest reaches each fraction in kill_at.
+
+    The run is its own process group writing to log files (never pipes: a worker that outlives a
+    killed driver would hold a pipe open and block the reader for ever); past ``time_limit`` the
+    whole group is ended, after a dump of every process's Python stacks (``hung`` and
+    ``stacks_tail`` in the result)."""
     t0 = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "gafu", "dataset", "stylize", *args, "--json"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env())
+    logs = Path(tempfile.mkdtemp(prefix="gafu-soak-log-"))
+    env = child_env()
+    env["PYTHONFAULTHANDLER"] = "1"
+    with open(logs / "stdout", "w+b") as out_log, open(logs / "stderr", "w+b") as err_log:
+        proc = subprocess.Popen([sys.executable, "-m", "gafu", "dataset", "stylize", *args, "--json"],
+                                stdout=out_log, stderr=err_log, env=env, start_new_session=True)
     sampler = RssSampler(proc.pid, interval, with_children=True)
     sampler.start()
     killed: list[dict] = []
@@ -407,7 +433,6 @@ def run_dataset(args: list[str], *, kills: int = 0, kill_at: list[float] | None 
     while proc.poll() is None:
         if time.monotonic() > end:
             hung = True
-            proc.kill()
             break
         if thresholds:
             done = len(read_jsonl(out_dir / "manifest.jsonl")) + len(read_jsonl(out_dir / "errors.jsonl"))
@@ -422,23 +447,30 @@ def run_dataset(args: list[str], *, kills: int = 0, kill_at: list[float] | None 
                     except ProcessLookupError:
                         pass
         time.sleep(0.1)
-    stdout, stderr = proc.communicate()
     rss = sampler.stop()
+    # a hung run is dumped and ended; a finished one may still leave workers behind: end those too
+    _stop_group(proc, dump=hung)
+    stdout = (logs / "stdout").read_bytes().decode(errors="replace")
+    stderr = (logs / "stderr").read_bytes().decode(errors="replace")
+    shutil.rmtree(logs, ignore_errors=True)
     summary = None
     try:
-        summary = json.loads(stdout.decode())
+        summary = json.loads(stdout)
     except ValueError:
         pass
-    err_lines = [ln for ln in stderr.decode(errors="replace").splitlines() if ln.strip() and "\r" not in ln]
-    return {
+    err_lines = [ln for ln in stderr.splitlines() if ln.strip() and "\r" not in ln]
+    result = {
         "exit_code": proc.returncode, "hung": hung, "seconds": round(time.monotonic() - t0, 2),
         "workers_killed": len(killed), "kills": killed,
-        "traceback": "Traceback (most recent call last)" in stderr.decode(errors="replace"),
+        "traceback": "Traceback (most recent call last)" in stderr,
         "summary": {k: summary.get(k) for k in ("planned", "done", "kept", "failed", "not_run", "images_per_s")}
         if isinstance(summary, dict) and "planned" in summary else (summary.get("run") if isinstance(summary, dict) else None),
         "stderr_tail": err_lines[-4:],
         "rss": rss,
     }
+    if hung:
+        result["stacks_tail"] = err_lines[-120:]
+    return result
 
 
 def dataset_soak(images: int = 48, kills: int = 3, workers: int = 2, max_size: int = 128, variants: int = 1,

@@ -217,3 +217,77 @@ def test_ray_backend_without_ray_is_an_error_before_any_file(tmp_path, monkeypat
     with pytest.raises(GafuError, match=r"gafu\[ray\]"):
         run_plan(plan, CopyFactory(str(src), str(out)), backend="ray")
     assert not out.exists()
+
+
+class _StuckPool:
+    """Stands in for a ProcessPoolExecutor whose workers are real processes: ``shutdown(wait=True)``
+    waits for every worker, as the executor does (and, when a worker blocks on a lock a dead worker
+    held, waits for ever)."""
+
+    def __init__(self, procs):
+        self._processes = {p.pid: p for p in procs}
+        self.shutdowns = []
+
+    def shutdown(self, wait=True, cancel_futures=False):
+        self.shutdowns.append(wait)
+        if wait:
+            for p in self._processes.values():
+                p.join()
+
+
+def _spawn_sleepers(n):
+    import multiprocessing
+    import time
+
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=time.sleep, args=(3600,)) for _ in range(n)]
+    for p in procs:
+        p.start()
+    return procs
+
+
+def test_closing_a_pool_kills_workers_left_blocked_by_a_dead_one():
+    import signal
+    import time
+
+    from gafu.jobs.runner import _close_pool
+
+    stuck, dead = _spawn_sleepers(2)
+    try:
+        dead.kill()
+        dead.join()
+        pool = _StuckPool([stuck, dead])
+        t0 = time.monotonic()
+        _close_pool(pool, broken=False, grace=600)  # a worker died of a signal: no waiting for the rest
+        assert time.monotonic() - t0 < 60
+        assert stuck.exitcode == -signal.SIGKILL and pool.shutdowns == [False, True]
+    finally:
+        for p in (stuck, dead):
+            p.kill()
+
+
+def test_closing_a_pool_kills_workers_that_do_not_stop_within_the_grace():
+    import time
+
+    from gafu.jobs.runner import _close_pool
+
+    (stuck,) = _spawn_sleepers(1)
+    try:
+        t0 = time.monotonic()
+        _close_pool(_StuckPool([stuck]), broken=False, grace=1.0)
+        assert 1.0 <= time.monotonic() - t0 < 60 and not stuck.is_alive()
+    finally:
+        stuck.kill()
+
+
+def test_closing_a_healthy_pool_lets_its_workers_finish(tmp_path):
+    from concurrent.futures import ProcessPoolExecutor
+    import multiprocessing
+
+    from gafu.jobs.runner import _close_pool
+
+    pool = ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn"))
+    assert list(pool.map(abs, [-1, -2, -3])) == [1, 2, 3]
+    procs = list(pool._processes.values())
+    _close_pool(pool, broken=False)
+    assert procs and all(p.exitcode == 0 for p in procs)  # stopped by the executor, not killed

@@ -173,13 +173,46 @@ def _local_pool(todo: List[Item], factory: WorkerFactory, workers: int, stop: Ca
                 if stop() and not pending:
                     return
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            _close_pool(pool, broken=broken)
         if not broken or stop():
             return
         restarts += 1
         if restarts > MAX_POOL_RESTARTS:
             raise GafuError(f"worker processes died {restarts} times (out of memory?); stopping with "
                             f"{len(queue)} item(s) not started (the manifest keeps what was done: resume continues)")
+
+
+def _close_pool(pool: ProcessPoolExecutor, *, broken: bool, grace: float = 60.0) -> None:
+    """Shut ``pool`` down without ever waiting for ever.
+
+    ``ProcessPoolExecutor.shutdown(wait=True)`` can hang when a worker died: a worker killed while it
+    held the call queue's lock (an idle worker holds it while it waits for work) leaves the others
+    blocked on that lock, so they never read the "stop" the executor sends, and the executor waits for
+    them for ever; CPython only terminates the others when it notices the death before it starts
+    shutting down (seen: a dataset run whose worker was killed near its end hung until CI's time
+    limit). So: ask the workers to stop, and as soon as one of them has died of a signal or crashed,
+    or none stopped within ``grace`` seconds, kill the rest. The pool's process table is private,
+    hence the ``getattr``; every submit has returned by now, so the snapshot lists every worker.
+    """
+    procs = list(getattr(pool, "_processes", {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    deadline = time.monotonic() + grace
+    while True:
+        alive = [p for p in procs if p.is_alive()]
+        died = broken or any(p.exitcode not in (None, 0) for p in procs)
+        if not alive:
+            break
+        if died or time.monotonic() > deadline:
+            for proc in alive:
+                try:
+                    proc.kill()
+                except (OSError, ValueError):  # pragma: no cover - reaped meanwhile
+                    pass
+            for proc in alive:
+                proc.join(5.0)
+            break
+        time.sleep(0.05)
+    pool.shutdown(wait=True)  # joins the executor's own thread, now that no worker can block it
 
 
 def _lost(item: Item) -> Dict[str, Any]:
