@@ -7,11 +7,19 @@ Each case runs in its own child process (so peak RSS, from getrusage, does not m
 - ``eval2048``: both results' seed loss on the whole image in fp32, and the seam ratio (mean
   absolute neighbour difference along the tiled run's tile boundaries over elsewhere) of each;
 - ``tiled4096``: one tiled pass at 4096 px under 4 GB, starting from a ``gafu fast`` result of the
-  same (upscaled) photo; a crop of it goes to docs/print-crop.png.
+  same (upscaled) photo; a crop of it goes to docs/print-crop.png;
+- ``adam_whole2048`` / ``adam_tiled2048`` (``--adam``): the same pair with Adam, one evaluation per
+  step in both, so seconds per step are seconds per full-image pass (L-BFGS's line search may take
+  a different number of evaluations in the two runs);
+- ``cli<SIZE>:<STEPS>:<BUDGET>`` (``--cli 4096:100:4GB``): the whole job as a user runs it, ``gafu
+  stylize --size SIZE --max-memory BUDGET --steps STEPS`` on the 4096 px photo (gafu scales it to
+  SIZE; coarse-to-fine: whole at the size that fits, then tiled scales), its wall time, the child's peak
+  RSS (getrusage of the waited child) and the CLI's JSON summary.
 
 The photo is chelsea.jpg upscaled (Lanczos) to 4096 px; the style is Starry Night.
-Run under flock: ``flock /tmp/gafu-cpu.lock python benchmarks/bench_print.py``. Prints JSON lines,
-writes benchmarks/results/bench_print.json.
+Run under flock: ``flock /tmp/gafu-cpu.lock python benchmarks/bench_print.py [--adam] [--cli SIZE:STEPS:BUDGET]
+[--only]`` (``--only``: just the optional cases). Prints JSON lines, writes
+benchmarks/results/bench_print.json (with ``--only``: bench_print_extra.json).
 """
 
 from __future__ import annotations
@@ -66,15 +74,21 @@ def case(name: str, work: Path) -> dict:
     cfg = get_preset("fast").replace(stop_tol=0.0)
     photo = _big_photo(work)
     out: dict = {"case": name}
+    if name.startswith("adam_"):
+        cfg = cfg.replace(optimizer="adam")
+        name = name[len("adam_"):]
     if name in ("whole2048", "tiled2048"):
         c = cfg.replace(size=2048, steps=STEPS)
         budget = None if name == "whole2048" else 3072.0
         # init_image = the content: the same start as the untiled run, and no automatic schedule
         st = StyleTransfer(photo, [STYLE], c, init_image=photo, max_memory=budget)
         seconds = _run(st, STEPS)
-        np.save(work / f"{name}.npy", st.image.numpy())
+        np.save(work / f"{out['case']}.npy", st.image.numpy())
+        lbfgs = getattr(st, "_lbfgs", None)  # counts its evaluations (a line search may add some)
+        passes = lbfgs.evaluations if lbfgs is not None else STEPS
         out.update(shape=list(st.content.shape[-2:]), budget_mb=budget, tiled=st._tiled is not None,
-                   seconds_per_pass=seconds / STEPS, steps=STEPS, prepare_seconds=st.prepare_seconds)
+                   optimizer=c.optimizer, seconds_per_step=seconds / STEPS, steps=STEPS,
+                   passes=passes, seconds_per_pass=seconds / passes, prepare_seconds=st.prepare_seconds)
         if st._tiled is not None:
             rows, cols = boundaries(st._tiled.plans())
             (work / "bounds.json").write_text(json.dumps([sorted(rows), sorted(cols)]))
@@ -91,6 +105,28 @@ def case(name: str, work: Path) -> dict:
         out["start_loss_fp32"] = st.evaluate()["total"]
         out["loss_ratio"] = out["tiled2048"]["loss_fp32"] / out["whole2048"]["loss_fp32"]
         out["seam_ratio_vs_untiled"] = out["tiled2048"]["seam_ratio"] / out["whole2048"]["seam_ratio"]
+    elif name.startswith("cli"):  # cli<SIZE>:<STEPS>:<BUDGET>, e.g. cli4096:100:4GB
+        size, steps, budget = name[3:].split(":")
+        src = _big_photo(work)  # gafu scales it to SIZE (the tutorial's resize enlarges too)
+        cmd = [sys.executable, "-m", "gafu", "stylize", str(src), str(STYLE), "-o", str(work / f"cli{size}.png"),
+               "--size", size, "--max-memory", budget, "--steps", steps, "--json", "--overwrite"]
+        t0 = time.perf_counter()
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        out.update(command=" ".join(["gafu", *cmd[3:]]).replace(str(work), "WORK").replace(str(ROOT) + "/", ""),
+                   exit_code=r.returncode, wall_seconds=time.perf_counter() - t0,
+                   child_peak_rss_mb=resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0)
+        try:
+            summary = json.loads(r.stdout)
+        except ValueError:
+            summary = {"stderr_tail": r.stderr[-2000:]}
+        keep = ("content_shape", "steps", "seconds", "prepare_seconds", "precision_used", "stop_reason",
+                "why_stopped", "fp32_from_step", "final_loss", "max_memory_mb", "tile", "scales", "scale_steps")
+        out["summary"] = {k: v for k, v in summary.items() if k in keep or k == "stderr_tail"}
+        if r.returncode == 0:
+            from PIL import Image
+
+            with Image.open(work / f"cli{size}.png") as im:
+                out["output_size"] = list(im.size)
     elif name == "tiled4096":
         from gafu.fast import fast_stylize
         from gafu.image import save_image
@@ -111,13 +147,29 @@ def case(name: str, work: Path) -> dict:
     return out
 
 
-def main() -> int:
+def main(argv=None) -> int:
+    import argparse
+
     from machine import cpu_model
 
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--adam", action="store_true", help="also the Adam pair (seconds per full-image pass)")
+    ap.add_argument("--cli", action="append", default=[], metavar="SIZE:STEPS:BUDGET",
+                    help="also an end-to-end gafu stylize --size SIZE --steps STEPS --max-memory BUDGET run "
+                         "(e.g. 4096:100:4GB; repeatable)")
+    ap.add_argument("--only", action="store_true", help="run only the optional cases asked for")
+    a = ap.parse_args(argv)
+    names = [] if a.only else ["whole2048", "tiled2048", "eval2048", "tiled4096"]
+    if a.adam:
+        names += ["adam_whole2048", "adam_tiled2048"]
+    for spec in a.cli:
+        if len(spec.split(":")) != 3:
+            ap.error(f"--cli takes SIZE:STEPS:BUDGET, e.g. 4096:100:4GB, got {spec!r}")
+        names.append(f"cli{spec}")
     results = {"cpu": cpu_model(), "steps": STEPS, "cases": []}
     print(json.dumps({"cpu": results["cpu"]}), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        for name in ("whole2048", "tiled2048", "eval2048", "tiled4096"):
+        for name in names:
             r = subprocess.run([sys.executable, __file__, "--case", name, tmp], capture_output=True, text=True)
             if r.returncode:
                 print(r.stderr[-3000:], file=sys.stderr)
@@ -126,14 +178,23 @@ def main() -> int:
             print(json.dumps(row), flush=True)
             results["cases"].append(row)
     by = {c["case"]: c for c in results["cases"]}
-    results["summary"] = {
-        "pass_time_ratio_2048": by["tiled2048"]["seconds_per_pass"] / by["whole2048"]["seconds_per_pass"],
-        "loss_ratio_2048": by["eval2048"]["loss_ratio"],
-        "seam_ratio_vs_untiled_2048": by["eval2048"]["seam_ratio_vs_untiled"],
-        "peak_rss_mb": {k: v["peak_rss_mb"] for k, v in by.items()},
-    }
+    summary: dict = {"peak_rss_mb": {k: v["peak_rss_mb"] for k, v in by.items()}}
+    if "eval2048" in by:
+        summary.update(
+            step_time_ratio_2048=by["tiled2048"]["seconds_per_step"] / by["whole2048"]["seconds_per_step"],
+            pass_time_ratio_2048=by["tiled2048"]["seconds_per_pass"] / by["whole2048"]["seconds_per_pass"],
+            loss_ratio_2048=by["eval2048"]["loss_ratio"],
+            seam_ratio_vs_untiled_2048=by["eval2048"]["seam_ratio_vs_untiled"])
+    if "adam_tiled2048" in by:
+        summary["adam_pass_time_ratio_2048"] = (by["adam_tiled2048"]["seconds_per_pass"]
+                                                / by["adam_whole2048"]["seconds_per_pass"])
+    for k, v in by.items():
+        if k.startswith("cli"):
+            summary[k] = {"exit_code": v["exit_code"], "wall_seconds": v["wall_seconds"],
+                                  "child_peak_rss_mb": v["child_peak_rss_mb"], "output_size": v.get("output_size")}
+    results["summary"] = summary
     print(json.dumps(results["summary"]), flush=True)
-    out = ROOT / "benchmarks" / "results" / "bench_print.json"
+    out = ROOT / "benchmarks" / "results" / ("bench_print_extra.json" if a.only else "bench_print.json")
     out.write_text(json.dumps(results, indent=2) + "\n")
     return 0
 

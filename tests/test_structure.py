@@ -164,6 +164,35 @@ def test_run_leaves_the_allocator_alone_unless_asked(monkeypatch, tiny_vgg):
     list(st.run())
     list(st.run(1, tune_allocator=True))
     assert seen == [False, True]
+    # runs whose buffer sizes change return freed memory instead: coarse stages...
+    returned = []
+
+    @contextmanager
+    def fake_return(enabled=True):
+        returned.append(enabled)
+        yield enabled
+
+    monkeypatch.setattr(loop, "return_freed_memory", fake_return)
+    cfg = CFG.replace(size=96, steps=1, scales=(0.5,), scale_steps=(1,))
+    st = StyleTransfer(_photo(1, (64, 96)), [_photo(5, (64, 64))], cfg, extractor=tiny_vgg)
+    list(st.run(tune_allocator=True))
+    # ...and tiles (a moving grid)
+    st = StyleTransfer(_photo(1, (64, 160)), [_photo(5, (64, 64))], CFG.replace(size=160, steps=1),
+                       extractor=tiny_vgg, init_image=_photo(2, (64, 160)), tile=96)
+    assert st._tiled is not None
+    list(st.run(tune_allocator=True))
+    list(st.run(1))  # a tiled run keeps to its plan unasked
+    assert seen == [False, True] and returned == [True, True, True]
+
+
+def test_return_freed_memory_is_reentrant_and_restores():
+    from gafu.optimize.precision import keep_freed_memory, return_freed_memory
+
+    with return_freed_memory() as outer:
+        with keep_freed_memory() as inner:  # the outermost block's setting holds
+            assert inner == outer
+    with return_freed_memory(enabled=False) as off:
+        assert off is False
 
 
 def test_atomic_write_never_touches_the_umask(monkeypatch, tmp_path):

@@ -163,11 +163,37 @@ def keep_freed_memory(enabled: bool = True) -> Iterator[bool]:
     every step, and each page is faulted in and zero-filled again by the kernel. Inside this block
     the thresholds are raised so freed blocks are reused. On exit the thresholds are set to the values
     glibc's own dynamic adjustment settles at (32 MB / 64 MB) and ``malloc_trim(0)`` returns the
-    cached memory. Peak memory is unchanged (measured).
+    cached memory. Peak memory is unchanged (measured) for a run of one size; not for runs whose
+    buffer sizes change (see :func:`return_freed_memory`).
 
     Yields whether the allocator was tuned (False on non-glibc platforms, or when ``enabled`` is
-    False). Re-entrant; numerics are untouched.
+    False). Re-entrant (the outermost block's setting holds); numerics are untouched.
     """
+    with _tuned_allocator(enabled, mmap_threshold=1 << 30, trim_threshold=(1 << 31) - 1) as tuned:
+        yield tuned
+
+
+#: :func:`return_freed_memory`'s thresholds: blocks from 1 MB up get their own mapping.
+_BOUNDED_MMAP = 1024 * 1024
+
+
+@contextlib.contextmanager
+def return_freed_memory(enabled: bool = True) -> Iterator[bool]:
+    """Give every large freed block (>= 1 MB) back to the kernel at once, inside the block.
+
+    For runs whose buffer sizes change from step to step or stage to stage (tiles on a moving grid,
+    coarse-to-fine stages): with glibc's dynamic threshold (up to 32 MB) those buffers come from the
+    heap, where blocks of ever-different sizes fragment it and the process grows step after step
+    past its memory plan (measured on a 2048 px run planned into 2 GB: peak 2.85 GB, against 1.7 GB
+    with fixed thresholds after the same steps). Costs page faults, small beside a tiled step.
+    Same contract as :func:`keep_freed_memory`.
+    """
+    with _tuned_allocator(enabled, mmap_threshold=_BOUNDED_MMAP, trim_threshold=_BOUNDED_MMAP) as tuned:
+        yield tuned
+
+
+@contextlib.contextmanager
+def _tuned_allocator(enabled: bool, *, mmap_threshold: int, trim_threshold: int) -> Iterator[bool]:
     global _alloc_depth
     libc = _libc() if enabled else None
     if libc is None:
@@ -175,8 +201,8 @@ def keep_freed_memory(enabled: bool = True) -> Iterator[bool]:
         return
     with _alloc_lock:
         if _alloc_depth == 0:
-            libc.mallopt(_M_MMAP_THRESHOLD, 1 << 30)
-            libc.mallopt(_M_TRIM_THRESHOLD, (1 << 31) - 1)
+            libc.mallopt(_M_MMAP_THRESHOLD, mmap_threshold)
+            libc.mallopt(_M_TRIM_THRESHOLD, trim_threshold)
         _alloc_depth += 1
     try:
         yield True
