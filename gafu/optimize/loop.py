@@ -343,10 +343,10 @@ class StyleTransfer:
         (the CLI turns it on). That is for a run of one size, untiled; where buffer sizes change
         (coarse stages, tiles on a moving grid) it instead returns every large freed block to the
         kernel at once (:func:`~gafu.optimize.precision.return_freed_memory`): there glibc's own
-        dynamic threshold fragments the heap and the process outgrew its memory plan (measured: 2.85
-        GB for a 2048 px run planned into 2 GB, 1.72 GB with it; 6.5 GB at 4096 px in 4 GB). A tiled
-        run does so even without ``tune_allocator`` (for the run only): the budget it was planned
-        for is the point of tiling. It costs time (measured: 554 s against 443 s for that 2048 px run).
+        dynamic threshold fragments the heap and the process outgrew its memory plan (measured by
+        benchmarks/bench_print_memory.py: 2.81 GB for a 2048 px run planned into 2 GB, 1.72 GB with
+        it; 6.5 GB at 4096 px in 4 GB). A tiled run does so even without ``tune_allocator`` (for the
+        run only): the budget it was planned for is the point of tiling. It costs time (1.24x there).
         """
         cfg = self.config
         total = cfg.steps if steps is None else int(steps)

@@ -184,8 +184,8 @@ def return_freed_memory(enabled: bool = True) -> Iterator[bool]:
     For runs whose buffer sizes change from step to step or stage to stage (tiles on a moving grid,
     coarse-to-fine stages): with glibc's dynamic threshold (up to 32 MB) those buffers come from the
     heap, where blocks of ever-different sizes fragment it and the process grows step after step
-    past its memory plan (measured on a 2048 px run planned into 2 GB: peak 2.85 GB, against 1.7 GB
-    with fixed thresholds after the same steps). Costs page faults, small beside a tiled step.
+    past its memory plan (benchmarks/bench_print_memory.py, a 2048 px run planned into 2 GB: peak
+    2.81 GB, against 1.72 GB with these thresholds). Costs page faults: that run took 1.24x as long.
     Same contract as :func:`keep_freed_memory`.
     """
     with _tuned_allocator(enabled, mmap_threshold=_BOUNDED_MMAP, trim_threshold=_BOUNDED_MMAP) as tuned:
