@@ -148,31 +148,26 @@ def test_stop_reason_stalled(tiny_vgg):
 
 
 def test_run_leaves_the_allocator_alone_unless_asked(monkeypatch, tiny_vgg):
-    import gafu.optimize.loop as loop
-
-    seen = []
-
     from contextlib import contextmanager
 
-    @contextmanager
-    def fake(enabled=True):
-        seen.append(enabled)
-        yield enabled
+    import gafu.optimize.loop as loop
 
-    monkeypatch.setattr(loop, "keep_freed_memory", fake)
+    calls = {"keep_freed_memory": [], "return_freed_memory": []}
+
+    def recorder(name):
+        @contextmanager
+        def fake(enabled=True):
+            calls[name].append(enabled)
+            yield enabled
+
+        return fake
+
+    for name in calls:
+        monkeypatch.setattr(loop, name, recorder(name))
     st = StyleTransfer(_photo(1), [_photo(5, (64, 64))], CFG.replace(steps=1), extractor=tiny_vgg)
     list(st.run())
     list(st.run(1, tune_allocator=True))
-    assert seen == [False, True]
     # runs whose buffer sizes change return freed memory instead: coarse stages...
-    returned = []
-
-    @contextmanager
-    def fake_return(enabled=True):
-        returned.append(enabled)
-        yield enabled
-
-    monkeypatch.setattr(loop, "return_freed_memory", fake_return)
     cfg = CFG.replace(size=96, steps=1, scales=(0.5,), scale_steps=(1,))
     st = StyleTransfer(_photo(1, (64, 96)), [_photo(5, (64, 64))], cfg, extractor=tiny_vgg)
     list(st.run(tune_allocator=True))
@@ -182,17 +177,31 @@ def test_run_leaves_the_allocator_alone_unless_asked(monkeypatch, tiny_vgg):
     assert st._tiled is not None
     list(st.run(tune_allocator=True))
     list(st.run(1))  # a tiled run keeps to its plan unasked
-    assert seen == [False, True] and returned == [True, True, True]
+    assert calls == {"keep_freed_memory": [False, True], "return_freed_memory": [True, True, True]}
 
 
-def test_return_freed_memory_is_reentrant_and_restores():
-    from gafu.optimize.precision import keep_freed_memory, return_freed_memory
+def test_return_freed_memory_is_reentrant_and_restores(monkeypatch):
+    import gafu.optimize.precision as precision
 
-    with return_freed_memory() as outer:
-        with keep_freed_memory() as inner:  # the outermost block's setting holds
-            assert inner == outer
-    with return_freed_memory(enabled=False) as off:
-        assert off is False
+    calls = []
+
+    class FakeLibc:  # records what would be set, so the test runs (and can fail) off glibc too
+        def mallopt(self, param, value):
+            calls.append((param, value))
+
+        def malloc_trim(self, pad):
+            calls.append(("trim", pad))
+
+    monkeypatch.setattr(precision, "_libc", lambda: FakeLibc())
+    with precision.return_freed_memory() as outer:
+        with precision.keep_freed_memory() as inner:  # nested: the outermost block's setting holds
+            assert outer and inner and precision._alloc_depth == 2
+    assert precision._alloc_depth == 0
+    mmap, trim = precision._M_MMAP_THRESHOLD, precision._M_TRIM_THRESHOLD
+    assert calls == [(mmap, precision._BOUNDED_MMAP), (trim, precision._BOUNDED_MMAP),
+                     (mmap, precision._GLIBC_SETTLED_MMAP), (trim, precision._GLIBC_SETTLED_TRIM), ("trim", 0)]
+    with precision.return_freed_memory(enabled=False) as off:
+        assert off is False and len(calls) == 5
 
 
 def test_atomic_write_never_touches_the_umask(monkeypatch, tmp_path):
