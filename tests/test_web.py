@@ -426,6 +426,35 @@ def test_cli_bad_file_size(capsys):
     assert "max file size" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv, words", [
+    (["--port", "99999"], "a port is 1-65535"),
+    (["--port", "0"], ">= 1"),
+    (["--host", "no-such-host.invalid"], "does not resolve"),
+])
+def test_cli_bad_address_one_line(argv, words, capsys):
+    from gafu.cli import main
+
+    assert main(["web", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and words in err and "Traceback" not in err
+
+
+def test_cli_port_in_use_one_line_before_anything_loads(capsys, tmp_path, monkeypatch):
+    import socket
+
+    from gafu.cli import main
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["web", "--port", str(port)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"127.0.0.1:{port}" in err and "in use" in err
+    assert list(tmp_path.iterdir()) == []  # refused before the app's folder was made
+
+
 @pytest.mark.slow  # a fresh process importing Gradio: ~10 s quiet, ~30 s on a loaded 2-core machine
 def test_cli_serves_on_loopback_and_cleans_up_on_sigterm():
     """`gafu web` end to end: serves the page on 127.0.0.1, SIGTERM stops it with exit 0 and its folder removed."""

@@ -29,6 +29,32 @@ def file_size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def port_number(text: str) -> int:
+    value = positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"a port is 1-65535, got {value}")
+    return value
+
+
+def check_address(host: str, port: int) -> None:
+    """Fail in one line, before anything loads, where ``host:port`` cannot be served (a port in
+    use, a name that does not resolve, an address not on this machine)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise GafuError(f"cannot serve on {host}:{port}: the host does not resolve ({exc})", argument="host") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
+        try:
+            s.bind(address)
+        except OSError as exc:
+            why = exc.strerror or str(exc)
+            raise GafuError(f"cannot serve on {host}:{port}: {why}", argument="port") from None
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "web",
@@ -37,7 +63,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1: this machine only); no share link is ever made")
-    p.add_argument("--port", type=positive_int, default=7860, help="port (default 7860)")
+    p.add_argument("--port", type=port_number, default=7860, help="port (default 7860)")
     p.add_argument("--max-file-size", type=file_size, default="20mb", metavar="SIZE",
                    help="largest upload, e.g. 20mb, 500kb (default 20mb)")
     p.add_argument("--max-pixels", type=positive_int, default=40_000_000, metavar="N",
@@ -57,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
     if importlib.util.find_spec("gradio") is None:
         raise GafuError("the web page needs Gradio: pip install gafu[web]")
     device = resolve_device(args.device)
+    check_address(args.host, args.port)
     workdir = tempfile.mkdtemp(prefix="gafu-web-")
     # Before Gradio is imported: no analytics, uploads and caches inside the app's own folder.
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
@@ -81,7 +108,10 @@ def run(args: argparse.Namespace) -> int:
                          device=device, release_memory=True)
         print(f"gafu web: serving on http://{args.host}:{args.port} (Ctrl+C stops; files in {workdir})",
               file=sys.stderr)
-        launch(demo, host=args.host, port=args.port, block=True, quiet=True)
+        try:
+            launch(demo, host=args.host, port=args.port, block=True, quiet=True)
+        except OSError as exc:  # the port taken between the check and the server's own bind
+            raise GafuError(f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc}", argument="port") from None
     finally:
         signal.signal(signal.SIGTERM, previous)
         shutil.rmtree(workdir, ignore_errors=True)
