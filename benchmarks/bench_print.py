@@ -92,8 +92,11 @@ def case(name: str, work: Path) -> dict:
         if st._tiled is not None:
             rows, cols = boundaries(st._tiled.plans())
             (work / "bounds.json").write_text(json.dumps([sorted(rows), sorted(cols)]))
-            out.update(tile=st._tiled.tile, tiles_per_pass=st._tiled.tiles_per_pass(),
-                       evaluations=st._tiled.evaluations)
+            plans = st._tiled.plans()
+            out.update(tile=st._tiled.tile, tile_shape=list(st._tiled.tile_shape),
+                       tiles_per_pass=st._tiled.tiles_per_pass(), evaluations=st._tiled.evaluations,
+                       pixels_per_pass=sum(t.height * t.width for p in plans for t in p) / max(1, len(plans))
+                       / (st.content.shape[-2] * st.content.shape[-1]))
     elif name == "eval2048":
         from gafu.optimize.tiled import seam_ratio
 
@@ -120,7 +123,8 @@ def case(name: str, work: Path) -> dict:
         except ValueError:
             summary = {"stderr_tail": r.stderr[-2000:]}
         keep = ("content_shape", "steps", "seconds", "prepare_seconds", "precision_used", "stop_reason",
-                "why_stopped", "fp32_from_step", "final_loss", "max_memory_mb", "tile", "scales", "scale_steps")
+                "why_stopped", "fp32_from_step", "final_loss", "max_memory_mb", "tile", "tile_shape", "scales",
+                "scale_steps")
         out["summary"] = {k: v for k, v in summary.items() if k in keep or k == "stderr_tail"}
         if r.returncode == 0:
             from PIL import Image

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterator, List, Sequence, Tuple
+from typing import Callable, Iterator, List, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -105,15 +105,17 @@ class TilePlan:
     overlap: int
 
     @classmethod
-    def make(cls, height: int, width: int, tile: int, overlap: int = DEFAULT_OVERLAP, *,
+    def make(cls, height: int, width: int, tile: Union[int, Tuple[int, int]], overlap: int = DEFAULT_OVERLAP, *,
              multiple: int = DEFAULT_MULTIPLE, offset: Tuple[int, int] = (0, 0)) -> "TilePlan":
-        """Plan tiles of at most ``tile`` px; the overlap is capped at ``tile // 4``.
+        """Plan tiles of at most ``tile`` px (or ``(tile_height, tile_width)``); the overlap is
+        capped at a quarter of the smaller tile side.
 
         ``offset`` = (dy, dx) shifts the grid (see :func:`tile_spans`).
         """
-        overlap = min(overlap, tile // 4)
-        ys = tile_spans(height, tile, overlap, multiple=multiple, offset=offset[0])
-        xs = tile_spans(width, tile, overlap, multiple=multiple, offset=offset[1])
+        th, tw = (tile, tile) if isinstance(tile, int) else (int(tile[0]), int(tile[1]))
+        overlap = min(overlap, min(th, tw) // 4)
+        ys = tile_spans(height, th, overlap, multiple=multiple, offset=offset[0])
+        xs = tile_spans(width, tw, overlap, multiple=multiple, offset=offset[1])
         return cls(height, width, tuple(ys), tuple(xs), overlap)
 
     def __len__(self) -> int:

@@ -399,6 +399,7 @@ def run(args: argparse.Namespace) -> int:
             "why_stopped": st.stop_summary(), "fp32_from_step": st.fp32_from_step,
             "fp32_fallback_steps": st.fp32_fallback_steps,
             "max_memory_mb": args.max_memory, "tile": st._tiled.tile if st._tiled is not None else None,
+            "tile_shape": list(st._tiled.tile_shape) if st._tiled is not None else None,
             "scales": list(st.config.scales), "scale_steps": list(st.config.scale_steps),
         })
     if interrupted:

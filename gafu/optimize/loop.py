@@ -196,7 +196,7 @@ class StyleTransfer:
         if self.targets is not None and self._tiled is not None:  # print sizes: style Grams in tiles too
             self.styles, grams = tiled.style_targets(
                 self.targets, cfg, self.extractor, self._tiled.tile, content=self.content_rgb,
-                masks=where.style_masks(len(self.targets), tuple(self.content.shape[-2:])))
+                masks=where.style_masks(len(self.targets), tuple(self.content.shape[-2:])), rect=self.tile is None)
         elif self.targets is not None:
             self.styles, grams = self.targets.grams(
                 cfg.size, resize_mode=cfg.resize, content=self.content_rgb,

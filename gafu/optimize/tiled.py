@@ -23,6 +23,12 @@ image's seed loss, not a sum of per-tile losses:
   features with its window of that map.
 - **Seams**: the grid moves at every evaluation (offsets from a low-discrepancy sequence, multiples
   of 16) so no tile boundary stays put; :func:`seam_ratio` measures what is left.
+- **Less repeated work**: where the memory plan chose the tile size, tiles are the rectangle of
+  that many pixels whose grids compute the fewest pixels (:func:`tile_shape`: full-height strips
+  where the short side fits), laid every ``size - overlap`` px so the count stays put as the
+  grid moves (:func:`_stride_spans`). Measured over the first 8 grids, pixels computed per image
+  pixel: 2048x1362 in 1056 px tiles 1.33 -> 1.22; 4096x2725 in 688 px 1.69 -> 1.51; 8192x5448 in
+  912 px 1.47 -> 1.38. Tiles the caller sized (``tile=``) stay squares on evenly split grids.
 - **Schedule** (:func:`print_schedule`): a run that needs tiles and starts from the content first
   optimizes the whole image at a size that fits, then doubles the size up to the requested one,
   with a few refining steps at each tiled scale (the coarse-to-fine stages of
@@ -36,7 +42,7 @@ and gradient of one evaluation.
 from __future__ import annotations
 
 import math
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
 import torch
@@ -64,12 +70,100 @@ Grams = Dict[str, torch.Tensor]
 _GOLDEN = (math.sqrt(5) - 1) / 2, math.sqrt(2) - 1
 
 
-def grid_offset(k: int, tile: int, overlap: int = OVERLAP) -> Tuple[int, int]:
-    """(dy, dx) grid offset of evaluation ``k``: multiples of :data:`PHASE` spread evenly over one
-    tile period (a low-discrepancy sequence; ``k = 0`` gives (0, 0))."""
-    period = max(PHASE, tile - min(overlap, tile // 4))
-    steps = max(1, period // PHASE)
-    return tuple(int((k * g) % 1.0 * steps) * PHASE for g in (_GOLDEN[1], _GOLDEN[0]))  # type: ignore[return-value]
+def grid_offset(k: int, tile: Union[int, Tuple[int, int]], overlap: int = OVERLAP) -> Tuple[int, int]:
+    """(dy, dx) grid offset of evaluation ``k`` for tiles of ``tile`` px (or ``(height, width)``):
+    multiples of :data:`PHASE` spread evenly over one tile period (a low-discrepancy sequence;
+    ``k = 0`` gives (0, 0))."""
+    th, tw = (tile, tile) if isinstance(tile, int) else tile
+    ov = min(overlap, min(th, tw) // 4)
+    out = []
+    for side, g in ((th, _GOLDEN[1]), (tw, _GOLDEN[0])):
+        period = max(PHASE, side - ov)
+        out.append(int((k * g) % 1.0 * max(1, period // PHASE)) * PHASE)
+    return out[0], out[1]
+
+
+def _stride_spans(length: int, size: int, overlap: int, shift: int) -> List[Tuple[int, int]]:
+    """(start, size) of tiles of ``size`` px every ``size - overlap`` px (rounded down to
+    :data:`PHASE`), the first starting ``shift`` px before the image, clipped to it. Unlike an
+    even split, the count does not jump as the grid moves: on average a pixel is computed about
+    ``1 + overlap / stride`` times. A clipped tile at either end keeps at least half a tile
+    (it then overlaps its neighbour more), so the pixels only it covers lie as far from its cut
+    edge as an inner tile's do."""
+    if length <= size:
+        return [(0, length)]
+    stride = max(PHASE, (size - overlap) // PHASE * PHASE)
+    least = -(-max(size // 2, 2 * overlap) // PHASE) * PHASE  # a cut edge stays on the pooling phase
+    spans = []
+    start = -(shift % stride)
+    while True:
+        lo, hi = max(0, start), min(length, start + size)
+        if lo == 0:
+            hi = max(hi, least)
+        if hi == length:
+            lo = min(lo, -(-(length - least) // PHASE) * PHASE if length - least > 0 else 0)
+        spans.append((lo, hi - lo))
+        if start + size >= length:
+            return spans
+        start += stride
+
+
+def _plan_at(shape: Tuple[int, int], hw: Tuple[int, int], overlap: int, offset: Tuple[int, int], *,
+             stride: bool = True) -> TilePlan:
+    """The plan of tiles ``hw`` at grid ``offset``: strided (:func:`_stride_spans`), or an even
+    split of each axis shifted by the offset (:func:`gafu.tiling.tile_spans`; square tiles a
+    caller sized)."""
+    if not stride:
+        return TilePlan.make(shape[0], shape[1], hw, overlap, multiple=PHASE, offset=offset)
+    ov = min(overlap, min(hw) // 4)
+    ys = _stride_spans(shape[0], hw[0], ov, offset[0])
+    xs = _stride_spans(shape[1], hw[1], ov, offset[1])
+    return TilePlan(shape[0], shape[1], tuple(ys), tuple(xs), ov)
+
+
+def _grid(shape: Tuple[int, int], hw: Tuple[int, int], overlap: int, k: int, *,
+          stride: bool = True) -> Tuple[TilePlan, Tuple[int, int]]:
+    """The plan of evaluation ``k`` and its offset; an axis one tile covers is never shifted."""
+    dy, dx = grid_offset(k, hw, overlap)
+    offset = (0 if hw[0] >= shape[0] else dy, 0 if hw[1] >= shape[1] else dx)
+    return _plan_at(shape, hw, overlap, offset, stride=stride), offset
+
+
+def tile_shape(shape: Tuple[int, int], tile: int, overlap: int = OVERLAP, *, grids: int = 8) -> Tuple[int, int]:
+    """(height, width) of the tiles for an image of ``shape`` whose memory plan allows ``tile`` x
+    ``tile`` px (``min(tile, H) x min(tile, W)`` pixels, the count the estimate is made for):
+    the rectangle of at most that many pixels whose moving grids (the first ``grids``) compute the
+    fewest pixels in all. A 2048x1362 image in 1056 px of budget: 3-4 full-height strips 816 px
+    wide (1.22x its pixels) instead of 6-9 squares (1.33x). Sides stay at least
+    ``max(4 * overlap, tile // 2)`` (or the image's), so the ramps remain a small part of a tile."""
+    h, w = shape
+    side = max(PHASE, int(tile) // PHASE * PHASE)
+    square = (min(side, h), min(side, w))
+    pixels = square[0] * square[1]
+    ov = min(overlap, side // 4)
+    least = [min(n, max(4 * ov, side // 2) // PHASE * PHASE) for n in (h, w)]
+
+    def cost(hw: Tuple[int, int]) -> Tuple[float, int]:
+        area = tiles = 0
+        for k in range(grids):
+            plan, _ = _grid(shape, hw, ov, k)
+            area += sum(n for _, n in plan.ys) * sum(n for _, n in plan.xs)
+            tiles += len(plan)
+        return area, tiles
+
+    best, best_cost = square, cost(square)
+    heights = set(range(least[0], min(h, pixels // max(1, least[1])) + 1, PHASE))
+    if h * least[1] <= pixels:
+        heights.add(h)
+    for th in sorted(heights):
+        tw = pixels // th
+        tw = w if tw >= w else tw // PHASE * PHASE
+        if th < least[0] or tw < least[1]:
+            continue
+        c = cost((th, tw))
+        if c < best_cost:
+            best, best_cost = (th, tw), c
+    return best
 
 
 def _factor(tile_shape: Tuple[int, int], feat_shape: Tuple[int, int]) -> int:
@@ -94,26 +188,27 @@ class TiledObjective:
     and extractor. :attr:`offsets` records the grid of every evaluation (for :func:`seam_ratio`).
     """
 
-    def __init__(self, shape: Tuple[int, int], tile: int, overlap: int = OVERLAP) -> None:
+    def __init__(self, shape: Tuple[int, int], tile: int, overlap: int = OVERLAP, *, rect: bool = False) -> None:
         if tile < 4 * PHASE:
             raise GafuError(f"tiles must be at least {4 * PHASE} px, got {tile}", argument="tile")
         self.shape = (int(shape[0]), int(shape[1]))
         self.tile = int(tile) // PHASE * PHASE
         self.overlap = int(overlap)
+        #: (height, width) of the tiles: squares of ``tile`` px, or with ``rect`` the rectangle of as
+        #: many pixels that repeats the least work (:func:`tile_shape`).
+        self.tile_shape = tile_shape(self.shape, self.tile, self.overlap) if rect else (self.tile, self.tile)
+        self._stride = bool(rect)
         self.evaluations = 0
         self.offsets: List[Tuple[int, int]] = []
         self._gram: Optional[Grams] = None  # the whole image's Grams at the last evaluation
 
     def plan(self, k: int = 0) -> TilePlan:
         """The tile plan of evaluation ``k`` (its grid shifted by :func:`grid_offset`)."""
-        h, w = self.shape
-        return TilePlan.make(h, w, self.tile, self.overlap, multiple=PHASE,
-                             offset=grid_offset(k, self.tile, self.overlap))
+        return _grid(self.shape, self.tile_shape, self.overlap, k, stride=self._stride)[0]
 
     def plans(self) -> List[TilePlan]:
         """The plans of the evaluations so far."""
-        h, w = self.shape
-        return [TilePlan.make(h, w, self.tile, self.overlap, multiple=PHASE, offset=o) for o in self.offsets]
+        return [_plan_at(self.shape, self.tile_shape, self.overlap, o, stride=self._stride) for o in self.offsets]
 
     def tiles_per_pass(self) -> int:
         return len(self.plan(self.evaluations))
@@ -185,7 +280,8 @@ class TiledObjective:
                 coef[name] = (2.0 * style.weight / len(targets) / (c * c)) * (self._gram[name] - target)
         plan = self.plan(self.evaluations)
         if not grams_only:  # the Gram pass of an exact evaluation runs on the same grid
-            self.offsets.append(grid_offset(self.evaluations, self.tile, self.overlap))
+            self.offsets.append(_grid(self.shape, self.tile_shape, self.overlap, self.evaluations,
+                                      stride=self._stride)[1])
             self.evaluations += 1
         total = plan.weight_sum()
         grams: Grams = {}
@@ -269,7 +365,8 @@ def choose(shape: Tuple[int, int], cfg, *, precision: str, regions: int = 0, mas
                        lbfgs_history=cfg.lbfgs_history, budget_mb=max_memory, tile=tile)
     if side is None:
         return None, cfg
-    objective = TiledObjective(shape, side, min(OVERLAP, side // 4))
+    # The budget's own tiles are shaped freely (same pixels, least overlap); tiles the caller sized stay square.
+    objective = TiledObjective(shape, side, min(OVERLAP, side // 4), rect=tile is None)
     if schedule and not cfg.scales:
         cfg = print_schedule(cfg, shape, stage_budget(shape, max_memory), precision=precision, tile=tile)
     return objective, cfg
@@ -394,10 +491,10 @@ class Eta:
         return left
 
 
-def tiled_grams(net, image: torch.Tensor, layers: Sequence[str], tile: int) -> Grams:
+def tiled_grams(net, image: torch.Tensor, layers: Sequence[str], tile: int, *, rect: bool = False) -> Grams:
     """Gram matrices of a whole (style) image at ``layers``, summed over tiles of ``tile`` px (the
     same weights and shares as the loss), so a style image at print size never runs whole."""
-    obj = TiledObjective(tuple(image.shape[-2:]), tile, min(OVERLAP, tile // 4))
+    obj = TiledObjective(tuple(image.shape[-2:]), tile, min(OVERLAP, tile // 4), rect=rect)
     plan = obj.plan(0)
     total = plan.weight_sum()
     h, w = obj.shape
@@ -416,7 +513,7 @@ def tiled_grams(net, image: torch.Tensor, layers: Sequence[str], tile: int) -> G
     return grams
 
 
-def style_targets(targets, cfg, net, tile: int, *, content: torch.Tensor, masks) -> Tuple[List[torch.Tensor], List[Grams]]:
+def style_targets(targets, cfg, net, tile: int, *, content: torch.Tensor, masks, rect: bool = False) -> Tuple[List[torch.Tensor], List[Grams]]:
     """(prepared style images, their Grams) as :meth:`StyleTargets.grams` gives them for a run at
     ``cfg.size``, with each style image's Grams computed in tiles (from the whole image)."""
     from ..vgg import check_min_side
@@ -426,4 +523,4 @@ def style_targets(targets, cfg, net, tile: int, *, content: torch.Tensor, masks)
                 for s, m in zip(targets.resized(cfg.size, resize_mode=cfg.resize), masks)]
     for i, s in enumerate(prepared):
         check_min_side(s, cfg.style_layers, f"style image {i + 1} at style scale {cfg.style_scale:g}")
-    return prepared, [tiled_grams(net, s, cfg.style_layers, tile) for s in prepared]
+    return prepared, [tiled_grams(net, s, cfg.style_layers, tile, rect=rect) for s in prepared]
