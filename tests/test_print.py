@@ -209,6 +209,40 @@ def test_tiled_loss_and_gradient_match_the_whole_image(tiny_vgg, content_path, s
     assert tiled._tiled.evaluations == 2  # the grid moved between the evaluations
 
 
+@pytest.mark.parametrize("rect", [False, True])
+def test_gram_pass_last_tile_is_not_run_twice(tiny_vgg, content_path, style_path, rect):
+    """The Gram pass keeps its last tile's graph for the gradient pass: one network call fewer per
+    evaluation, the same loss and gradient as running that tile again."""
+    _, tiled = _pair(tiny_vgg, content_path, style_path, CFG)
+    shape = tuple(tiled.content.shape[-2:])
+    tiled._tiled = TiledObjective(shape, 112 if rect else 96, 28 if rect else 24, rect=rect)
+    calls = []
+
+    class Counting:
+        def __call__(self, image, layers):
+            calls.append((tuple(image.shape[-2:]), tuple(layers)))
+            return tiny_vgg(image, layers)
+
+    tiled.extractor = Counting()
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(tiled._image.shape, generator=g)
+    obj = tiled._tiled
+    n = obj.tiles_per_pass()
+    xa = x.clone().requires_grad_(True)
+    terms = obj.loss_and_grad(tiled, xa, clamp=True, precision="fp32")
+    assert len(calls) == 2 * n - 1  # n in the Gram pass, n - 1 in the gradient pass
+    assert obj._kept is None  # the kept graph is gone with the pass
+    # the same evaluation without keeping: a Gram pass, then every tile forward and backward
+    obj.evaluations -= 1
+    obj.offsets.pop()
+    xb = x.clone().requires_grad_(True)
+    _, obj._gram = obj._evaluate(tiled, xb.detach(), clamp=True, precision="fp32", grad=False, grams_only=True)
+    ref, _ = obj._evaluate(tiled, xb, clamp=True, precision="fp32", grad=True)
+    for k in ("style", "content", "total"):
+        assert float(terms[k]) == pytest.approx(float(ref[k]), rel=1e-5)
+    torch.testing.assert_close(xa.grad, xb.grad, rtol=1e-4, atol=1e-6 * float(xb.grad.abs().max()))
+
+
 @pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
 def test_small_tiled_run_matches_an_untiled_one(tiny_vgg, content_path, style_path, optimizer):
     cfg = CFG.replace(optimizer=optimizer, lbfgs_history=10)

@@ -15,7 +15,9 @@ image's seed loss, not a sum of per-tile losses:
   style's targets of the scale (:class:`~gafu.optimize.targets.StyleTargets`, computed once from
   the whole style image). Its gradient needs the whole image's Gram before any tile's backward
   pass, so each evaluation first runs the tiles forward without gradients (up to the deepest style
-  layer) to sum the Grams, then forward and backward with them. (The previous evaluation's Grams
+  layer) to sum the Grams, then forward and backward with them; the Gram pass's last tile keeps
+  its graph and the gradient pass starts with it, so a pass runs one tile forward once, not twice
+  (memory: still one tile's graph at a time). (The previous evaluation's Grams
   would save that pass, but measured: Adam's steps drift from the untiled run as the residual
   shrinks, and L-BFGS loses the Gram's part of the curvature.)
 - **Content**: the content's features at each content layer are computed once per scale, tile by
@@ -201,6 +203,7 @@ class TiledObjective:
         self.evaluations = 0
         self.offsets: List[Tuple[int, int]] = []
         self._gram: Optional[Grams] = None  # the whole image's Grams at the last evaluation
+        self._kept = None  # (tile index, tile leaf, its input, its features): the Gram pass's last tile
 
     def plan(self, k: int = 0) -> TilePlan:
         """The tile plan of evaluation ``k`` (its grid shifted by :func:`grid_offset`)."""
@@ -246,17 +249,26 @@ class TiledObjective:
         A 16-bit evaluation whose gradient is not finite is redone in fp32 (counted in the run's
         ``fp32_fallback_steps``), as the untiled loop does.
         """
+        kept = None
         if st.criterion.term("style") is not None:  # the whole image's Grams first, then the gradient
-            _, self._gram = self._evaluate(st, x.detach(), clamp=clamp, precision=precision, grad=False,
-                                           grams_only=True)
-        terms, grams = self._evaluate(st, x, clamp=clamp, precision=precision, grad=True)
+            (_, self._gram), kept = self._evaluate(st, x.detach(), clamp=clamp, precision=precision, grad=False,
+                                                   grams_only=True, keep_last=True), self._kept
+            self._kept = None
+        terms, grams = self._evaluate(st, x, clamp=clamp, precision=precision, grad=True, kept=kept)
+        del kept
         if precision != "fp32" and not bool(torch.isfinite(x.grad).all()):
             st.fp32_fallback_steps += 1
             terms, grams = self._evaluate(st, x, clamp=clamp, precision="fp32", grad=True)
         self._gram = grams
         return terms
 
-    def _evaluate(self, st, x: torch.Tensor, *, clamp: bool, precision: str, grad: bool, grams_only: bool = False):
+    def _evaluate(self, st, x: torch.Tensor, *, clamp: bool, precision: str, grad: bool, grams_only: bool = False,
+                  keep_last: bool = False, kept=None):
+        """One pass over the tiles. The Gram pass (``grams_only``) with ``keep_last`` runs its last
+        tile with its graph (all the run's layers) and leaves it in ``self._kept``; the gradient
+        pass given it as ``kept`` starts with that tile's backward instead of running it again. One
+        tile's graph is alive at a time either way, so the memory plan holds; a pass saves one
+        tile's forward (a third of a pass in three strips)."""
         crit = st.criterion
         extra = [n for n in crit.names if n not in ("style", "content", "tv") and crit.term(n) is not None]
         if extra:
@@ -290,17 +302,30 @@ class TiledObjective:
         if grad:
             x.grad = torch.zeros_like(x)
         callback = getattr(st, "on_tile", None)
-        n = len(plan)
-        for i, t in enumerate(plan):
+        tiles = list(plan)
+        n = len(tiles)
+        order = list(range(n))
+        if kept is not None:  # the tile whose graph the Gram pass kept goes first (then it is freed)
+            order.remove(kept[0])
+            order.insert(0, kept[0])
+        for done, i in enumerate(order):
+            t = tiles[i]
             if callback is not None:
-                callback(i + 1, n, self.shape)
+                callback(done + 1, n, self.shape)
             ys, xs = t.slices
-            src = x.detach()[:, :, ys, xs]
-            xt = src.clone().requires_grad_(True) if grad else src
+            keep = keep_last and i == n - 1 and bool(layers)
             weight = _weight(plan, t, total, x)
-            with torch.set_grad_enabled(grad):
-                image = xt.clamp(0.0, 1.0) if clamp else xt
-                feats = net(image, layers) if layers else {}
+            with torch.set_grad_enabled(grad or keep):
+                if kept is not None and i == kept[0]:
+                    _, xt, image, feats = kept
+                    kept = None
+                else:
+                    src = x.detach()[:, :, ys, xs]
+                    xt = src.clone().requires_grad_(True) if (grad or keep) else src
+                    image = xt.clamp(0.0, 1.0) if clamp else xt
+                    feats = net(image, crit.layers if keep else layers) if layers else {}
+                if keep:
+                    self._kept = (i, xt, image, feats)
                 loss = zero
                 for name in targets:
                     f = feats[name]
