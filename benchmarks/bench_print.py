@@ -8,9 +8,12 @@ Each case runs in its own child process (so peak RSS, from getrusage, does not m
   absolute neighbour difference along the tiled run's tile boundaries over elsewhere) of each;
 - ``tiled4096``: one tiled pass at 4096 px under 4 GB, starting from a ``gafu fast`` result of the
   same (upscaled) photo; a crop of it goes to docs/print-crop.png;
-- ``adam_whole2048`` / ``adam_tiled2048`` (``--adam``): the same pair with Adam, one evaluation per
-  step in both, so seconds per step are seconds per full-image pass (L-BFGS's line search may take
-  a different number of evaluations in the two runs);
+- ``adam_whole2048`` / ``adam_tiled2048`` (``--adam``): the same pair with Adam (ADAM_STEPS steps),
+  one evaluation per step in both, so seconds per step are seconds per full-image pass (L-BFGS's
+  line search may take a different number of evaluations in the two runs); ``seconds_per_pass_warm``
+  leaves out the first step. ``adam_tiled2048_keep``: the tiled run with the heap keeping freed
+  blocks (``keep_freed_memory`` around the run) instead of returning them: what the page faults of
+  :func:`gafu.optimize.precision.return_freed_memory` cost a pass;
 - ``cli<SIZE>:<STEPS>:<BUDGET>`` (``--cli 4096:100:4GB``): the whole job as a user runs it, ``gafu
   stylize --size SIZE --max-memory BUDGET --steps STEPS`` on the 4096 px photo (gafu scales it to
   SIZE; coarse-to-fine: whole at the size that fits, then tiled scales), its wall time, the child's peak
@@ -37,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 STEPS = 3
+ADAM_STEPS = 4  # the first step warms up; the other three give seconds per pass
 CONTENT = ROOT / "gafu" / "data" / "chelsea.jpg"
 STYLE = ROOT / "gafu" / "data" / "vangogh_starry_night.jpg"
 
@@ -56,10 +60,11 @@ def _big_photo(work: Path) -> Path:
     return path
 
 
-def _run(st, steps):
+def _run(st, steps, times=None):
     t0 = time.perf_counter()
     for _ in st.run(steps):
-        pass
+        if times is not None:
+            times.append(time.perf_counter() - t0)
     return time.perf_counter() - t0
 
 
@@ -74,21 +79,34 @@ def case(name: str, work: Path) -> dict:
     cfg = get_preset("fast").replace(stop_tol=0.0)
     photo = _big_photo(work)
     out: dict = {"case": name}
+    steps = STEPS
+    keep = name.endswith("_keep")  # the heap keeps freed blocks (no page faults; may fragment)
+    name = name[: -len("_keep")] if keep else name
     if name.startswith("adam_"):
         cfg = cfg.replace(optimizer="adam")
         name = name[len("adam_"):]
+        steps = ADAM_STEPS
     if name in ("whole2048", "tiled2048"):
-        c = cfg.replace(size=2048, steps=STEPS)
+        from gafu.optimize.precision import keep_freed_memory
+
+        c = cfg.replace(size=2048, steps=steps)
         budget = None if name == "whole2048" else 3072.0
         # init_image = the content: the same start as the untiled run, and no automatic schedule
         st = StyleTransfer(photo, [STYLE], c, init_image=photo, max_memory=budget)
-        seconds = _run(st, STEPS)
+        times: list = []
+        with keep_freed_memory(enabled=keep):  # the outermost allocator setting holds
+            seconds = _run(st, steps, times)
         np.save(work / f"{out['case']}.npy", st.image.numpy())
         lbfgs = getattr(st, "_lbfgs", None)  # counts its evaluations (a line search may add some)
-        passes = lbfgs.evaluations if lbfgs is not None else STEPS
+        passes = lbfgs.evaluations if lbfgs is not None else steps
+        warm = [b - a for a, b in zip(times, times[1:])]
         out.update(shape=list(st.content.shape[-2:]), budget_mb=budget, tiled=st._tiled is not None,
-                   optimizer=c.optimizer, seconds_per_step=seconds / STEPS, steps=STEPS,
-                   passes=passes, seconds_per_pass=seconds / passes, prepare_seconds=st.prepare_seconds)
+                   optimizer=c.optimizer, seconds_per_step=seconds / steps, steps=steps,
+                   passes=passes, seconds_per_pass=seconds / passes, prepare_seconds=st.prepare_seconds,
+                   step_seconds=[round(b - a, 3) for a, b in zip([0.0] + times, times)],
+                   heap_keeps_freed_blocks=keep)
+        if c.optimizer == "adam" and warm:  # one pass per step: the steps after the first (warm)
+            out["seconds_per_pass_warm"] = sum(warm) / len(warm)
         if st._tiled is not None:
             rows, cols = boundaries(st._tiled.plans())
             (work / "bounds.json").write_text(json.dumps([sorted(rows), sorted(cols)]))
@@ -165,7 +183,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     names = [] if a.only else ["whole2048", "tiled2048", "eval2048", "tiled4096"]
     if a.adam:
-        names += ["adam_whole2048", "adam_tiled2048"]
+        names += ["adam_whole2048", "adam_tiled2048", "adam_tiled2048_keep"]
     for spec in a.cli:
         if len(spec.split(":")) != 3:
             ap.error(f"--cli takes SIZE:STEPS:BUDGET, e.g. 4096:100:4GB, got {spec!r}")
@@ -190,8 +208,11 @@ def main(argv=None) -> int:
             loss_ratio_2048=by["eval2048"]["loss_ratio"],
             seam_ratio_vs_untiled_2048=by["eval2048"]["seam_ratio_vs_untiled"])
     if "adam_tiled2048" in by:
-        summary["adam_pass_time_ratio_2048"] = (by["adam_tiled2048"]["seconds_per_pass"]
-                                                / by["adam_whole2048"]["seconds_per_pass"])
+        whole = by["adam_whole2048"]
+        summary["adam_pass_time_ratio_2048"] = by["adam_tiled2048"]["seconds_per_pass"] / whole["seconds_per_pass"]
+        for k in ("adam_tiled2048", "adam_tiled2048_keep"):
+            if k in by and "seconds_per_pass_warm" in by[k]:
+                summary[f"{k}_warm_pass_ratio"] = by[k]["seconds_per_pass_warm"] / whole["seconds_per_pass_warm"]
     for k, v in by.items():
         if k.startswith("cli"):
             summary[k] = {"exit_code": v["exit_code"], "wall_seconds": v["wall_seconds"],
