@@ -159,6 +159,7 @@ def case(name: str, work: Path) -> dict:
         c = cfg.replace(size=4096, steps=1)
         st = StyleTransfer(photo, [STYLE], c, init_image=init, max_memory=4096.0)
         out.update(shape=list(st.content.shape[-2:]), budget_mb=4096.0, tile=st._tiled.tile,
+                   tile_shape=list(st._tiled.tile_shape),
                    tiles_per_pass=st._tiled.tiles_per_pass(), prepare_seconds=st.prepare_seconds,
                    seconds_per_pass=_run(st, 1))
         img = st.image
