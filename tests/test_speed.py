@@ -284,6 +284,52 @@ def test_lbfgs_minimizes_a_quadratic():
     assert opt.evaluations < 90  # about one evaluation per iteration
 
 
+def test_clamp_inward_value_is_the_clamp_and_gradient_lets_pixels_back_in():
+    from gafu.optimize.optimizers import clamp_inward
+
+    x = torch.tensor([-0.5, -0.5, 0.0, 0.3, 1.0, 1.5, 1.5], requires_grad=True)
+    y = clamp_inward(x)
+    assert torch.equal(y.detach(), x.detach().clamp(0, 1))
+    g = torch.tensor([1.0, -1.0, 2.0, 3.0, -4.0, 5.0, -6.0])
+    y.backward(g)
+    # inside and on the boundary: the clamp's gradient; outside: kept only where -grad points back inside
+    assert x.grad.tolist() == [0.0, -1.0, 2.0, 3.0, -4.0, 5.0, 0.0]
+
+
+@pytest.mark.parametrize("inward", [False, True])
+def test_lbfgs_brings_pixels_pushed_outside_the_box_back(inward):
+    """An image-like problem (400 pixels, neighbours coupled, targets inside [0, 1]) started with every
+    tenth pixel outside the box: with the plain clamp those stay frozen at the boundary."""
+    from gafu.optimize.optimizers import clamp_inward
+
+    g = torch.Generator().manual_seed(0)
+    n = 400
+    target = 0.1 + 0.8 * torch.rand(n, generator=g)
+    a = torch.eye(n) + 0.3 * (torch.diag(torch.ones(n - 1), 1) + torch.diag(torch.ones(n - 1), -1))
+    x0 = target + 0.05 * torch.randn(n, generator=g)
+    outside = torch.arange(0, n, 10)
+    x0[outside] = torch.where(outside % 20 == 0, 1.3, -0.3)
+    x = x0.clone().requires_grad_(True)
+    opt = LBFGS(x, history=10, first_step=0.1)
+    box = clamp_inward if inward else (lambda v: v.clamp(0.0, 1.0))
+
+    def closure():
+        x.grad = None
+        r = box(x) - target
+        loss = r @ a @ r
+        loss.backward()
+        return loss, {"total": loss}
+
+    for _ in range(60):
+        opt.step(closure)
+    error = (x.detach().clamp(0, 1) - target).abs()
+    if inward:
+        assert float(error.max()) < 1e-4
+        assert opt.evaluations < 90
+    else:  # the plain clamp's zero gradient: the pixels started outside never come back
+        assert float(error[outside].min()) > 0.1
+
+
 def test_lbfgs_history_is_capped_by_memory():
     from gafu.lbfgs import history_for
 

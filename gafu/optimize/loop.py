@@ -33,7 +33,7 @@ from ..result import StyleResult
 from ..vgg import VGG19Features, check_min_side, load_vgg19
 from . import tiled
 from .memory import fits_whole
-from .optimizers import LBFGS, KerasAdam, history_for
+from .optimizers import LBFGS, KerasAdam, clamp_inward, history_for
 from .precision import dtype_of, keep_freed_memory, resolve_precision, return_freed_memory
 from .prepare import Where, build_criterion, check_targets_fit, prepare_where, start_image, style_list
 from .targets import StyleTargets
@@ -490,7 +490,8 @@ class StyleTransfer:
     def _loss_and_grad(
         self, x: torch.Tensor, clamp: bool = False, precision: Optional[str] = None
     ) -> Dict[str, torch.Tensor]:
-        """Loss terms of ``x`` (of ``clamp(x, 0, 1)`` if ``clamp``) with ``x.grad`` set.
+        """Loss terms of ``x`` (of ``clamp(x, 0, 1)`` if ``clamp``, its gradient let through where it
+        moves a pixel back inside: :func:`~gafu.optimize.optimizers.clamp_inward`) with ``x.grad`` set.
 
         Computed in ``precision`` (default: :attr:`precision`); a 16-bit step whose gradient is not
         finite is redone in fp32 (counted in ``fp32_fallback_steps``).
@@ -499,7 +500,7 @@ class StyleTransfer:
         if self._tiled is not None:
             return self._tiled.loss_and_grad(self, x, clamp=clamp, precision=precision)
         scale = self._grad_scale if precision == "fp16" else 1.0
-        image = x.clamp(0.0, 1.0) if clamp else x
+        image = clamp_inward(x) if clamp else x
         terms = self.loss_terms(image, precision=precision)
         (terms["total"] * scale if scale != 1.0 else terms["total"]).backward()
         if precision == "fp32":

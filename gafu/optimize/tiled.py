@@ -54,6 +54,7 @@ from ..errors import GafuError
 from ..losses import StyleLoss, gram_matrix, mse
 from ..tiling import TilePlan
 from .memory import image_mb, largest_fitting, plan_memory
+from .optimizers import clamp_inward
 
 #: Tile starts and grid offsets are multiples of this: the phase of VGG19's four pooling stages
 #: before block5, so a tile's pooled cells are the whole image's.
@@ -244,7 +245,8 @@ class TiledObjective:
         return terms
 
     def loss_and_grad(self, st, x: torch.Tensor, *, clamp: bool, precision: str) -> Dict[str, torch.Tensor]:
-        """Loss terms of ``x`` (of ``clamp(x, 0, 1)`` if ``clamp``) with ``x.grad`` set to their gradient.
+        """Loss terms of ``x`` (of ``clamp(x, 0, 1)`` if ``clamp``: :func:`~.optimizers.clamp_inward`) with
+        ``x.grad`` set to their gradient.
 
         A 16-bit evaluation whose gradient is not finite is redone in fp32 (counted in the run's
         ``fp32_fallback_steps``), as the untiled loop does.
@@ -322,7 +324,7 @@ class TiledObjective:
                 else:
                     src = x.detach()[:, :, ys, xs]
                     xt = src.clone().requires_grad_(True) if (grad or keep) else src
-                    image = xt.clamp(0.0, 1.0) if clamp else xt
+                    image = clamp_inward(xt) if clamp else xt
                     feats = net(image, crit.layers if keep else layers) if layers else {}
                 if keep:
                     self._kept = (i, xt, image, feats)
