@@ -581,6 +581,49 @@ def test_a_16bit_stall_goes_on_in_fp32_until_fp32_stalls(content_path, style_pat
     assert len(list(st.run())) == 3 and set(seen) == {"bf16"} and st.fp32_from_step is None
 
 
+def test_lbfgs_flags_an_iteration_that_found_no_decrease():
+    x = torch.zeros(3, requires_grad=True)
+    calls = []
+
+    def closure():  # every trial point is worse than the start: the line search runs out of backtracks
+        calls.append(1)
+        x.grad = torch.ones(3)
+        loss = torch.tensor(float(len(calls)))
+        return loss, {"total": loss}
+
+    opt = LBFGS(x, max_backtracks=3)
+    opt.step(closure)
+    assert opt.last_failed and torch.equal(x.detach(), torch.zeros(3)) and opt.evaluations == 1 + 4
+
+
+def test_a_failed_16bit_line_search_switches_to_fp32_at_once(content_path, style_path, monkeypatch):
+    from gafu.optimize.optimizers import LBFGS as LoopLBFGS
+
+    step = LoopLBFGS.step
+
+    def failing_third(self, closure):  # the 3rd iteration ends as one that found no decrease does
+        terms = step(self, closure)
+        if len(seen) and self.evaluations >= 3 and not getattr(self, "_failed_once", False):
+            self._failed_once = self.last_failed = True
+        return terms
+
+    monkeypatch.setattr(LoopLBFGS, "step", failing_third)
+    # stop_tol 1e-12: the 20-step stall rule never fires in these 8 steps; only the failed search can switch
+    cfg = get_preset("fast").replace(size=32, steps=8, precision="bf16", stop_tol=1e-12)
+    st = StyleTransfer(content_path, [style_path], cfg)
+    seen = _record_precisions(st)
+    list(st.run())
+    k = st.fp32_from_step
+    assert k is not None and 2 <= k <= 4 and st.steps_done == 8
+    assert set(seen[: seen.index("fp32")]) == {"bf16"} and set(seen[seen.index("fp32"):]) == {"fp32"}
+    assert "when its loss stalled, then fp32" in st.stop_summary()
+    # on_stall='stop' keeps the earlier rule: a failed search alone neither stops nor switches
+    st = StyleTransfer(content_path, [style_path], cfg.replace(on_stall="stop"))
+    seen = _record_precisions(st)
+    list(st.run())
+    assert st.fp32_from_step is None and set(seen) == {"bf16"} and st.steps_done == 8
+
+
 def test_no_fp32_steps_where_fp32_would_not_fit_the_memory_budget(content_path, style_path):
     from gafu.optimize import memory
 

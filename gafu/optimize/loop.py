@@ -451,6 +451,11 @@ class StyleTransfer:
             good = before
             history.append(loss)
             stop = _stalled(history, cfg.stop_tol, cfg.stop_window)
+            if (self._fp32_on_stall and precision != "fp32" and self._lbfgs is not None
+                    and self._lbfgs.last_failed):
+                # An L-BFGS line search that found no decrease in 16 bit: the loss is at its rounding
+                # noise, a stall (measured: the 20-step window otherwise waits ~11 evaluations a step).
+                stop = True
             if stop and polish and precision != "fp32":
                 end, stop = i + polish, False
             elif stop and self._fp32_on_stall and precision != "fp32":

@@ -105,6 +105,9 @@ class LBFGS:
         self.history = int(history)
         self.max_backtracks = int(max_backtracks)
         self.evaluations = 0
+        #: Whether the last iteration found no decrease within its backtracks (x kept, memory reset):
+        #: the step is then below what the loss can resolve (a 16-bit loss's rounding noise).
+        self.last_failed = False
         self._s: List[torch.Tensor] = []
         self._y: List[torch.Tensor] = []
         self._rho: List[float] = []
@@ -147,6 +150,7 @@ class LBFGS:
         t = self.lr if self._s else self.first_step / max(float(d.abs().max()), 1e-30)
         x0 = self.x.detach().clone()
         flat = self.x.view(-1)
+        self.last_failed = False
         for _ in range(self.max_backtracks + 1):
             flat.copy_(x0.view(-1)).add_(d.to(flat.dtype), alpha=t)
             f1, g1, terms1 = self._evaluate(closure)
@@ -157,6 +161,7 @@ class LBFGS:
             self.x.copy_(x0)
             self._reset()
             self._cached = (f0, g0, terms0)
+            self.last_failed = True
             return terms0
         s = d.mul_(t)
         y = g1 - g0
