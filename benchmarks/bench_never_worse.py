@@ -230,7 +230,8 @@ def summary(args) -> dict:
         rows.append({
             "pair": k, "seed_loss": target, "default_loss": run["final_fp32"]["total"],
             "ratio": run["final_fp32"]["total"] / target, "steps": run["steps_done"],
-            "stop_reason": run.get("stop_reason"), "default_s": run["prepare_s"] + run["loop_s"],
+            "stop_reason": run.get("stop_reason"), "why_stopped": run.get("why_stopped"),
+            "fp32_from_step": run.get("fp32_from_step"), "default_s": run["prepare_s"] + run["loop_s"],
             "seed_s": seed_s, "time_to_seed_loss_s": to_seed,
             "seed_time_over_time_to_seed_loss": (seed_s / to_seed) if to_seed else None,
             "peak_rss_mb": run.get("peak_rss_mb"),

@@ -228,9 +228,11 @@ PRESETS: Dict[str, StyleConfig] = {
     # early if the loss stalls. Measured at 512 px (benchmarks/bench_speed.py): it passes the seed's
     # 1000-step loss at step 272 on chelsea + Starry Night and at step 509 on rocket + Great Wave,
     # hence 600. Coarse-to-fine, a Magenta start and 10 pairs were slower to that loss: measured.
-    # When the bf16 loss stalls the run goes on in fp32 (on_stall): on astronaut + Seurat the bf16
-    # loss stalled at 1.13x the seed's loss (256 px), well above what fp32 steps still reach
-    # (benchmarks/bench_never_worse.py).
+    # When the bf16 loss stalls, or an L-BFGS line search finds no decrease in bf16, the run goes on
+    # in fp32 (on_stall): on astronaut + Seurat the bf16 loss stalled at 1.13x the seed's loss
+    # (256 px), well above what fp32 steps still reach. L-BFGS sees the image through
+    # optimizers.clamp_inward, so pixels pushed outside [0, 1] are not frozen there
+    # (benchmarks/bench_never_worse.py: that pair went from 1.085x to below the seed's loss).
     "fast": StyleConfig(
         name="fast",
         jpeg_decoder="pillow",  # the better pictures: accurate IDCT, EXIF orientation and colour profiles
