@@ -241,7 +241,7 @@ def worker_fast(spec: dict) -> dict:
         "fp32_fallback_steps": st.fp32_fallback_steps,
         "stop_reason": st.stop_reason,
         "why_stopped": st.stop_summary(),
-        "outside_box_fraction": float(((st._image.detach() < 0) | (st._image.detach() > 1)).float().mean()),
+        "outside_box_fraction": float((st._image.detach() - 0.5).abs().gt(0.5).float().mean()),
         "fp32_from_step": st.fp32_from_step,
         "judge": "the seed's loss, fp32, seed pixels (TF JPEG decoder), on the 8-bit image",
         "peak_rss_mb": _peak_rss_mb(),

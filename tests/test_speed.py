@@ -603,7 +603,7 @@ def test_a_failed_16bit_line_search_switches_to_fp32_at_once(content_path, style
 
     def failing_third(self, closure):  # the 3rd iteration ends as one that found no decrease does
         terms = step(self, closure)
-        if len(seen) and self.evaluations >= 3 and not getattr(self, "_failed_once", False):
+        if self.evaluations >= 3 and not getattr(self, "_failed_once", False):
             self._failed_once = self.last_failed = True
         return terms
 
