@@ -14,7 +14,8 @@ or below the seed's loss is known (check time excluded from the timings).
 
 Losses are deterministic, so the seed cache (``--cache``, default benchmarks/results/never_worse_seed.json)
 is filled one pair at a time and reused by later invocations; timings in it are only as quiet as the
-machine was. ``--pairs`` takes a comma list of ``content:style:size`` (names without folders) to run a subset.
+machine was; an entry given a ``timing_untrusted`` reason by hand (its run was paused) keeps its loss and
+drops out of the time ratios. ``--pairs`` takes a comma list of ``content:style:size`` (names without folders) to run a subset.
 """
 
 from __future__ import annotations
@@ -227,13 +228,16 @@ def summary(args) -> dict:
         cross = run.get("first_crossing")
         seed_s = seed["loop_s"] + seed.get("prepare_s", 0.0)
         to_seed = (run["prepare_s"] + cross["loop_s"]) if cross else None
+        untrusted = seed.get("timing_untrusted")  # e.g. the seed run was paused: its loss holds, its seconds not
         rows.append({
             "pair": k, "seed_loss": target, "default_loss": run["final_fp32"]["total"],
             "ratio": run["final_fp32"]["total"] / target, "steps": run["steps_done"],
+            "step_cap": run.get("settings", {}).get("steps"),
             "stop_reason": run.get("stop_reason"), "why_stopped": run.get("why_stopped"),
             "fp32_from_step": run.get("fp32_from_step"), "default_s": run["prepare_s"] + run["loop_s"],
             "seed_s": seed_s, "time_to_seed_loss_s": to_seed,
-            "seed_time_over_time_to_seed_loss": (seed_s / to_seed) if to_seed else None,
+            "seed_time_over_time_to_seed_loss": (seed_s / to_seed) if to_seed and not untrusted else None,
+            **({"seed_timing_untrusted": untrusted} if untrusted else {}),
             "peak_rss_mb": run.get("peak_rss_mb"),
             **({"rules": replay(run, target), "fp32_from_step": run["trace"]["fp32_from_step"]}
                if "trace" in run else {}),
@@ -256,7 +260,8 @@ def summary(args) -> dict:
         "never_worse": bool(rows) and all(r["ratio"] <= 1.0 for r in rows),
         "median_seed_time_over_time_to_seed_loss": statistics.median(speed) if speed else None,
         "note": "seed_s is gafu's seed preset (fp32) on this machine, from the seed cache (its own load); "
-                "time_to_seed_loss_s excludes the fp32 checks",
+                "time_to_seed_loss_s excludes the fp32 checks; a seed entry with timing_untrusted (its run "
+                "was paused or shared the machine unevenly) gives its loss but no time ratio",
     }
 
 

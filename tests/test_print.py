@@ -168,7 +168,7 @@ def test_print_schedule_starts_whole_at_a_size_that_fits():
     cfg = get_preset("fast").replace(size=4096)
     budget = memory.estimate_peak_mb(683, 1024, precision="bf16") + 1
     sched = print_schedule(cfg, (2731, 4096), budget, precision="bf16")
-    assert sched.scales == (0.25, 0.5) and sched.scale_steps == (600, 30) and sched.steps == 30
+    assert sched.scales == (0.25, 0.5) and sched.scale_steps == (1000, 50) and sched.steps == 50
     stages = stage_shapes(sched, (2731, 4096))
     assert [s for s, _ in stages] == [(683, 1024), (1366, 2048), (2731, 4096)]
     assert print_schedule(cfg.replace(size=512), (341, 512), budget, precision="bf16") == cfg.replace(size=512)

@@ -285,7 +285,8 @@ def test_cli_help_comes_from_the_config():
     helps = {a.dest: a.help for a in stylize._actions}
     for name in ("size", "steps", "stop_tol", "precision"):
         assert helps[name] == setting_help(name)
-    assert "fast: 600; seed: 1000" in helps["steps"]
+    assert "fast: auto; seed: fp32" in helps["precision"]
+    assert "(default: 1000)" in helps["steps"]  # the same in both presets
 
 
 def _swapped_primaries_profile() -> bytes:

@@ -43,7 +43,7 @@ def register(sub) -> None:
     p.add_argument("--preset", default="fast", choices=sorted(PRESETS),
                    help="optimization settings (default: fast, as gafu stylize; seed = the tutorial)")
     p.add_argument("--full", action="store_true",
-                   help="full quality: the preset unchanged (fast: 512 px, up to 600 L-BFGS steps; seed: 1000 Adam steps)")
+                   help="full quality: the preset unchanged (fast: 512 px, up to 1000 L-BFGS steps; seed: 1000 Adam steps)")
     p.add_argument("--time-limit", type=common.nonneg_float, metavar="SECONDS",
                    help=f"stop each optimization after this long with the image it has (default: {QUICK_TIME_LIMIT:g}; "
                    "none with --full; 0 = none)")
